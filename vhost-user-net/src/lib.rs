@@ -1,0 +1,1 @@
+//! vhost-user-net backend (skeleton; see issue 4).

@@ -1,0 +1,17 @@
+//! `vif-core`: everything the datapath needs to decide about a packet, with no I/O and no threads.
+//!
+//! - [`model`]: the VIF spec (MAC, MTU, queues, offloads, uplink) and its validation.
+//! - [`wire`]: zero-copy, bounds-checked views over frames, in the style of smoltcp's `wire`.
+//! - [`checksum`]: the Internet checksum, pseudo-headers and incremental update.
+//! - [`offload`]: the virtio-net header, its validation, checksum completion and segmentation.
+//! - [`flow`]: the one-pass flow key used by the ACL engine and the switch.
+//! - [`stats`]: per-queue counters and the reasons a packet is dropped.
+#![forbid(unsafe_code)]
+
+pub mod checksum;
+pub mod flow;
+pub mod mac;
+pub mod model;
+pub mod offload;
+pub mod stats;
+pub mod wire;

@@ -1,0 +1,1 @@
+//! VMM integration (skeleton; see issue 4).
