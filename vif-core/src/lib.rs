@@ -10,6 +10,7 @@
 
 pub mod checksum;
 pub mod flow;
+pub mod ids;
 pub mod mac;
 pub mod model;
 pub mod offload;

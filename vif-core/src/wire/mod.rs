@@ -24,6 +24,7 @@ pub mod udp;
 pub mod vlan;
 pub mod vxlan;
 
+pub use crate::ids::{VlanId, Vni};
 pub use crate::mac::MacAddr;
 
 /// Byte ranges inside a header.
