@@ -1,1 +1,15 @@
-//! vhost-user-net backend (skeleton; see issue 4).
+//! `vhost-user-net`: a vhost-user-net backend serving one virtio-net device per VIF.
+//!
+//! Data flows one way: guest → [`tx`] → [`pipeline`] → port (another VIF on the [`switch`], later
+//! an uplink), and port → [`rx`] → guest. [`backend`] implements `VhostUserBackend` and only
+//! dispatches events; [`daemon`] runs the sockets (server and client mode, reconnect) and the
+//! daemon's own events; [`config`] turns the config file into the `vif-core` model.
+
+pub mod backend;
+pub mod config;
+pub mod daemon;
+pub mod device;
+pub mod pipeline;
+pub mod rx;
+pub mod switch;
+pub mod tx;
