@@ -1,7 +1,5 @@
-//! IPv4 header (RFC 791 § 3.1): the view, its options walk and a typed `Ipv4Repr`.
-//!
-//! Also home of [`IpProtocol`], the protocol number shared by the IPv4 `protocol` field and the
-//! IPv6 `next header` chain (IANA "Assigned Internet Protocol Numbers").
+//! IPv4 header (RFC 791 § 3.1): the view and a typed `Ipv4Repr`. The options walk lives in
+//! [`options`]; [`IpProtocol`], shared with IPv6, in `protocol`.
 //!
 //! `check_len` proves every length field consistent: version 4, IHL ≥ 5, header within the buffer,
 //! header ≤ total length ≤ buffer. Bytes past the total length (Ethernet pads frames to 60 bytes)
@@ -9,77 +7,16 @@
 //! [`Ipv4Packet::check_options`], [`Ipv4Repr::parse`]): the datapath forwards them untouched.
 //! Fragment reassembly and the L4 checksum belong to others (`frame.rs`, `offload.rs`).
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use crate::checksum;
 use crate::wire::{ensure_len, Csum, Result, WireError};
 
-/// An IP protocol number: the IPv4 `protocol` field, an IPv6 `next header`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-pub struct IpProtocol(pub u8);
+pub mod options;
+mod protocol;
 
-impl IpProtocol {
-    /// IPv6 hop-by-hop options (RFC 8200 § 4.3).
-    pub const HOPOPT: IpProtocol = IpProtocol(0);
-    pub const ICMP: IpProtocol = IpProtocol(1);
-    pub const IGMP: IpProtocol = IpProtocol(2);
-    pub const TCP: IpProtocol = IpProtocol(6);
-    pub const UDP: IpProtocol = IpProtocol(17);
-    /// IPv6 encapsulated in IP (RFC 2473).
-    pub const IPV6: IpProtocol = IpProtocol(41);
-    /// IPv6 routing header (RFC 8200 § 4.4).
-    pub const IPV6_ROUTE: IpProtocol = IpProtocol(43);
-    /// IPv6 fragment header (RFC 8200 § 4.5).
-    pub const IPV6_FRAG: IpProtocol = IpProtocol(44);
-    pub const GRE: IpProtocol = IpProtocol(47);
-    /// Encapsulating security payload (RFC 4303): what follows is encrypted.
-    pub const ESP: IpProtocol = IpProtocol(50);
-    /// Authentication header (RFC 4302).
-    pub const AH: IpProtocol = IpProtocol(51);
-    pub const ICMPV6: IpProtocol = IpProtocol(58);
-    /// IPv6 "no next header" (RFC 8200 § 4.7).
-    pub const IPV6_NONXT: IpProtocol = IpProtocol(59);
-    /// IPv6 destination options (RFC 8200 § 4.6).
-    pub const IPV6_OPTS: IpProtocol = IpProtocol(60);
-    pub const SCTP: IpProtocol = IpProtocol(132);
-    /// Mobility header (RFC 6275), an IPv6 extension header.
-    pub const MOBILITY: IpProtocol = IpProtocol(135);
-    /// Host identity protocol (RFC 7401), an IPv6 extension header.
-    pub const HIP: IpProtocol = IpProtocol(139);
-    /// Shim6 (RFC 5533), an IPv6 extension header.
-    pub const SHIM6: IpProtocol = IpProtocol(140);
-
-    /// The IPv6 extension headers of RFC 8200 § 4 and the IANA "IPv6 Extension Header Types"
-    /// registry (RFC 7045), ESP excluded: what follows ESP is encrypted, so the chain ends there.
-    pub const fn is_ipv6_extension(self) -> bool {
-        matches!(self.0, 0 | 43 | 44 | 51 | 60 | 135 | 139 | 140)
-    }
-}
-
-impl fmt::Debug for IpProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = match *self {
-            Self::HOPOPT => "HOPOPT",
-            Self::ICMP => "ICMP",
-            Self::IGMP => "IGMP",
-            Self::TCP => "TCP",
-            Self::UDP => "UDP",
-            Self::IPV6 => "IPV6",
-            Self::IPV6_ROUTE => "IPV6_ROUTE",
-            Self::IPV6_FRAG => "IPV6_FRAG",
-            Self::GRE => "GRE",
-            Self::ESP => "ESP",
-            Self::AH => "AH",
-            Self::ICMPV6 => "ICMPV6",
-            Self::IPV6_NONXT => "IPV6_NONXT",
-            Self::IPV6_OPTS => "IPV6_OPTS",
-            Self::SCTP => "SCTP",
-            _ => return write!(f, "IpProtocol({})", self.0),
-        };
-        f.write_str(name)
-    }
-}
+pub use options::{Ipv4Option, Ipv4OptionIter};
+pub use protocol::IpProtocol;
 
 mod field {
     use crate::wire::field::*;
@@ -388,85 +325,6 @@ fn bad(field: &'static str, value: u32, bound: &'static str) -> WireError {
     }
 }
 
-/// One IPv4 option (RFC 791 § 3.1): its type octet and the bytes after the length octet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Option<'a> {
-    pub kind: u8,
-    pub data: &'a [u8],
-}
-
-impl Ipv4Option<'_> {
-    /// End of option list: the remaining header bytes are padding.
-    pub const END: u8 = 0;
-    /// No operation: a single byte, used for alignment.
-    pub const NOP: u8 = 1;
-    /// Router alert (RFC 2113).
-    pub const ROUTER_ALERT: u8 = 148;
-}
-
-/// Walks IPv4 options. Each step is bounded by the option bytes; a malformed option yields one
-/// error and ends the walk, so the loop always terminates.
-#[derive(Debug, Clone)]
-pub struct Ipv4OptionIter<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Ipv4OptionIter<'a> {
-    pub fn new(options: &'a [u8]) -> Self {
-        Ipv4OptionIter { rest: options }
-    }
-}
-
-impl<'a> Iterator for Ipv4OptionIter<'a> {
-    type Item = Result<Ipv4Option<'a>>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let (&kind, after_kind) = self.rest.split_first()?;
-        match kind {
-            Ipv4Option::END => {
-                self.rest = &[];
-                None
-            }
-            Ipv4Option::NOP => {
-                self.rest = after_kind;
-                Some(Ok(Ipv4Option { kind, data: &[] }))
-            }
-            _ => {
-                // Type-length-value: the length octet counts itself and the type octet.
-                let len = after_kind.first().copied().map(usize::from);
-                let parsed = match len {
-                    Some(len) if len < 2 => Err(bad("option length", len as u32, ">= 2")),
-                    Some(len) => match self.rest.get(2..len) {
-                        Some(data) => Ok((Ipv4Option { kind, data }, len)),
-                        None => Err(WireError::Truncated {
-                            header: "ipv4 option",
-                            need: len,
-                            len: self.rest.len(),
-                        }),
-                    },
-                    None => Err(WireError::Truncated {
-                        header: "ipv4 option",
-                        need: 2,
-                        len: self.rest.len(),
-                    }),
-                };
-                match parsed {
-                    Ok((option, len)) => {
-                        self.rest = self.rest.get(len..).unwrap_or_default();
-                        Some(Ok(option))
-                    }
-                    Err(err) => {
-                        self.rest = &[];
-                        Some(Err(err))
-                    }
-                }
-            }
-        }
-    }
-}
-
-impl core::iter::FusedIterator for Ipv4OptionIter<'_> {}
-
 /// A typed IPv4 header. Options are validated by `parse` but not kept: `emit` writes a
 /// 20-byte header, which is what the backend ever builds (VXLAN outer headers, ICMP replies).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -648,20 +506,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_options_are_errors() {
-        // Zero length, length past the end, a lone type octet: each yields one error and stops.
-        for options in [
-            &[0x94, 0x00, 0, 0][..],
-            &[0x94, 0x08, 0, 0],
-            &[1, 1, 1, 0x83],
-        ] {
-            let mut iter = Ipv4OptionIter::new(options);
-            let results: Vec<_> = iter.by_ref().collect();
-            assert!(results.last().unwrap().is_err(), "{options:?}");
-            assert_eq!(iter.next(), None);
-        }
-        // End of list stops the walk: what follows is padding.
-        assert_eq!(Ipv4OptionIter::new(&[1, 0, 0x94, 0]).count(), 1);
+    fn malformed_options_fail_parse() {
         let mut bad_option = PACKET_BYTES;
         bad_option[21] = 1;
         let packet = Ipv4Packet::new_checked(&bad_option[..]).unwrap();
