@@ -105,12 +105,13 @@ pub enum ModelError {
     },
 
     #[error(
-        "vif {vif}: mtu {mtu} exceeds the VLAN uplink limit {parent_mtu} (parent_mtu; the \
-         802.1Q tag travels outside the MTU, IEEE 802.3-2018 § 3.5)"
+        "vif {vif}: mtu {mtu} exceeds the VLAN uplink limit {limit} (parent_mtu {parent_mtu} - 4 \
+         bytes of 802.1Q tag)"
     )]
     MtuOverVlanParent {
         vif: VifId,
         mtu: u16,
+        limit: u16,
         parent_mtu: u16,
     },
 

@@ -21,7 +21,7 @@
 //! all offloads but `uso` and `ufo` on, no ACLs, no QoS, no labels. Other uplinks:
 //!
 //! ```toml
-//! uplink = { type = "vlan", vid = 100, pcp = 0, parent = "eth1", parent_mtu = 1500 }
+//! uplink = { type = "vlan", vid = 100, pcp = 0, parent = "eth1", parent_mtu = 1504 }
 //! uplink = { type = "sriov-vf", pf = "enp3s0f0", vf_index = 3 }   # vf_index optional
 //! uplink = { type = "local", segment = "lab" }
 //! ```

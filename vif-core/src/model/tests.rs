@@ -35,7 +35,7 @@ pub(super) fn vlan() -> VlanUplink {
         vid: VlanId::new(100).unwrap(),
         pcp: 0,
         parent: "eth1".to_owned(),
-        parent_mtu: 1500,
+        parent_mtu: 1504,
     }
 }
 
@@ -73,7 +73,7 @@ fn documented_inline_uplinks_parse() {
     // The three inline tables from the module docs.
     let head = "id = \"a\"\nmac = \"52:54:00:00:00:01\"\n";
     let vlan_spec: VifSpec = toml::from_str(&format!(
-        "{head}uplink = {{ type = \"vlan\", vid = 100, pcp = 0, parent = \"eth1\", parent_mtu = 1500 }}"
+        "{head}uplink = {{ type = \"vlan\", vid = 100, pcp = 0, parent = \"eth1\", parent_mtu = 1504 }}"
     ))
     .unwrap();
     assert_eq!(vlan_spec.uplink, UplinkSpec::Vlan(vlan()));

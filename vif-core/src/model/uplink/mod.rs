@@ -20,10 +20,10 @@ use crate::ids::{VlanId, Vni};
 pub const VXLAN_IPV4_OVERHEAD: u16 = 50;
 /// As [`VXLAN_IPV4_OVERHEAD`] with a 40-byte outer IPv6 header (RFC 8200 § 3).
 pub const VXLAN_IPV6_OVERHEAD: u16 = 70;
-/// Bytes an 802.1Q tag adds to a frame (IEEE 802.1Q-2018 § 9.3). They count against the frame
-/// size, not the L3 MTU: 802.3 carries a 1500-byte payload in a 1522-byte tagged frame (IEEE
-/// 802.3-2018 § 3.5), so a VLAN's MTU equals its parent's, as on a Linux VLAN device. Use this
-/// constant to size frame buffers, not to lower the VIF MTU.
+/// Bytes an 802.1Q tag adds to a frame (IEEE 802.1Q-2018 § 9.3). vif pushes the tag itself and
+/// sends the tagged frame through the parent, so the tag counts against `parent_mtu`: a VIF may
+/// use at most `parent_mtu - 4`. Where the parent carries tagged frames of full MTU (802.3's
+/// 1522-byte frames, IEEE 802.3-2018 § 3.5), say so with `parent_mtu = 1504`.
 pub const VLAN_OVERHEAD: u16 = 4;
 /// The IANA-assigned VXLAN UDP port (RFC 7348 § 5).
 pub const VXLAN_UDP_PORT: u16 = 4789;
@@ -135,7 +135,7 @@ impl UplinkSpec {
     pub fn max_vif_mtu(&self) -> Option<u16> {
         match self {
             UplinkSpec::Vxlan(vxlan) => Some(vxlan.underlay_mtu.saturating_sub(vxlan.overhead())),
-            UplinkSpec::Vlan(vlan) => Some(vlan.parent_mtu),
+            UplinkSpec::Vlan(vlan) => Some(vlan.parent_mtu.saturating_sub(VLAN_OVERHEAD)),
             UplinkSpec::SriovVf(_) | UplinkSpec::Local(_) => None,
         }
     }

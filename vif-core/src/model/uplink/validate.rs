@@ -4,7 +4,9 @@
 
 use std::net::IpAddr;
 
-use super::{VlanUplink, VxlanUplink, MAX_PCP, MAX_REMOTES, MIN_IPV4_MTU, MIN_IPV6_MTU};
+use super::{
+    VlanUplink, VxlanUplink, MAX_PCP, MAX_REMOTES, MIN_IPV4_MTU, MIN_IPV6_MTU, VLAN_OVERHEAD,
+};
 use crate::model::error::{EndpointProblem, ModelError};
 use crate::model::names::{check_ifname, VifId, IFNAMSIZ};
 
@@ -143,11 +145,13 @@ pub(super) fn vlan(vlan: &VlanUplink, vif: &VifId, vif_mtu: u16) -> Result<(), M
             rfc: "RFC 791 § 3.2",
         });
     }
-    // The tag rides outside the MTU (see VLAN_OVERHEAD), so the VIF may use the parent's MTU.
-    if vif_mtu > vlan.parent_mtu {
+    // The pushed tag counts against the parent's MTU (see VLAN_OVERHEAD).
+    let limit = vlan.parent_mtu.saturating_sub(VLAN_OVERHEAD);
+    if vif_mtu > limit {
         return Err(ModelError::MtuOverVlanParent {
             vif: vif.clone(),
             mtu: vif_mtu,
+            limit,
             parent_mtu: vlan.parent_mtu,
         });
     }
@@ -236,7 +240,7 @@ mod tests {
 
     #[test]
     fn vlan_mtu_over_parent_is_refused() {
-        // The tag is outside the MTU: a 1500-byte VIF fits a 1500-byte parent, as on Linux.
+        // The fixture's parent carries 1504 bytes: a 1500-byte VIF plus the 4-byte tag fits.
         assert_eq!(check(UplinkSpec::Vlan(vlan()), 1500), Ok(()));
         let err = check(UplinkSpec::Vlan(vlan()), 1501).unwrap_err();
         assert_eq!(
@@ -244,12 +248,24 @@ mod tests {
             ModelError::MtuOverVlanParent {
                 vif: vif_id(),
                 mtu: 1501,
-                parent_mtu: 1500
+                limit: 1500,
+                parent_mtu: 1504
             }
         );
-        assert!(err
-            .to_string()
-            .starts_with("vif web-1: mtu 1501 exceeds the VLAN uplink limit 1500 (parent_mtu"));
+        assert_eq!(
+            err.to_string(),
+            "vif web-1: mtu 1501 exceeds the VLAN uplink limit 1500 (parent_mtu 1504 - 4 bytes \
+             of 802.1Q tag)"
+        );
+        let standard_parent = VlanUplink {
+            parent_mtu: 1500,
+            ..vlan()
+        };
+        assert_eq!(
+            UplinkSpec::Vlan(standard_parent.clone()).max_vif_mtu(),
+            Some(1496)
+        );
+        assert!(check(UplinkSpec::Vlan(standard_parent), 1497).is_err());
     }
 
     #[test]
