@@ -1,1 +1,195 @@
-//! (being written)
+//! The daemon: one vhost-user socket per VIF, many VIFs per process.
+//!
+//! [`Daemon::start`] turns a checked [`DaemonConfig`] into running VIFs: it binds every
+//! server-mode socket first (so a socket in use refuses the whole start before anything is
+//! served), builds one [`NetBackend`] per VIF on its segment, and hands each to a
+//! [`supervisor::VifSupervisor`] thread. [`Daemon::run`] then runs the daemon's own events on
+//! rust-vmm's `event-manager` in the calling thread (signals, FDB ageing; later the control
+//! socket) until SIGINT or SIGTERM, and shuts down: every supervisor is told to stop at once,
+//! then each is joined and its socket removed.
+//!
+//! - [`socket`]: binding, stale-socket recovery, removal of only our own files;
+//! - [`supervisor`]: per-VIF thread, server and client mode, reconnect and backoff;
+//! - [`session`]: a backend's view for one connection (its exit events);
+//! - [`events`]: signalfd and the FDB ageing timer as event-manager subscribers.
+
+pub mod events;
+pub mod session;
+pub mod socket;
+pub mod supervisor;
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
+use vif_core::model::{UplinkSpec, VifId};
+
+use crate::backend::{BackendError, NetBackend};
+use crate::config::{DaemonConfig, SocketMode};
+use crate::switch::Segment;
+use events::{FdbAgeing, ShutdownOnSignal, SignalFd, FDB_AGEING_TICK};
+use socket::{BoundSocket, SocketError};
+use supervisor::{Endpoint, SupervisorError, VifSupervisor};
+
+/// Why the daemon cannot start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("vif {vif}: {source}")]
+    Socket {
+        vif: VifId,
+        #[source]
+        source: SocketError,
+    },
+    #[error("vif {vif}: cannot build the backend: {source}")]
+    Backend {
+        vif: VifId,
+        #[source]
+        source: BackendError,
+    },
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
+    #[error("cannot set up the event manager: {0:?}")]
+    EventManager(event_manager::Error),
+    #[error("cannot arm the FDB ageing timer: {0}")]
+    Timer(#[source] std::io::Error),
+}
+
+/// A running daemon. Dropping it stops every VIF and removes the sockets it created.
+pub struct Daemon {
+    supervisors: Vec<VifSupervisor>,
+    /// One per segment name, shared by the VIFs on it.
+    segments: BTreeMap<String, Arc<Segment>>,
+    backends: BTreeMap<VifId, Arc<NetBackend>>,
+}
+
+/// The segment a VIF's uplink puts it on. Local uplinks name theirs; an overlay or VLAN is one
+/// broadcast domain per VNI or per (parent, VLAN id); an SR-IOV VF is a segment of its own.
+pub fn segment_name(vif: &VifId, uplink: &UplinkSpec) -> String {
+    match uplink {
+        UplinkSpec::Local(local) => local.segment.clone(),
+        UplinkSpec::Vxlan(vxlan) => format!("vxlan-{}", vxlan.vni),
+        UplinkSpec::Vlan(vlan) => format!("vlan-{}-{}", vlan.parent, vlan.vid),
+        UplinkSpec::SriovVf(_) => format!("sriov-{vif}"),
+    }
+}
+
+impl Daemon {
+    /// Binds the sockets, builds the backends and starts one supervisor per VIF. On any error,
+    /// whatever was started is stopped and the sockets bound so far are removed.
+    pub fn start(config: &DaemonConfig) -> Result<Daemon, DaemonError> {
+        let mut endpoints = Vec::with_capacity(config.vifs.len());
+        for vif in &config.vifs {
+            let endpoint = match vif.mode {
+                SocketMode::Server => {
+                    Endpoint::Listen(BoundSocket::bind(&vif.socket).map_err(|source| {
+                        DaemonError::Socket {
+                            vif: vif.spec.id.clone(),
+                            source,
+                        }
+                    })?)
+                }
+                SocketMode::Client => Endpoint::Connect(vif.socket.clone()),
+            };
+            endpoints.push(endpoint);
+        }
+
+        let mut daemon = Daemon {
+            supervisors: Vec::with_capacity(config.vifs.len()),
+            segments: BTreeMap::new(),
+            backends: BTreeMap::new(),
+        };
+        for (vif, endpoint) in config.vifs.iter().zip(endpoints) {
+            let name = segment_name(&vif.spec.id, &vif.spec.uplink);
+            let segment = Arc::clone(
+                daemon
+                    .segments
+                    .entry(name)
+                    .or_insert_with_key(|name| Segment::new(name)),
+            );
+            let backend =
+                NetBackend::new(&vif.spec, segment).map_err(|source| DaemonError::Backend {
+                    vif: vif.spec.id.clone(),
+                    source,
+                })?;
+            daemon
+                .backends
+                .insert(vif.spec.id.clone(), Arc::clone(&backend));
+            let supervisor = VifSupervisor::spawn(vif.spec.id.as_str(), backend, endpoint)?;
+            daemon.supervisors.push(supervisor);
+        }
+        Ok(daemon)
+    }
+
+    /// The sockets this daemon bound (server-mode VIFs).
+    pub fn socket_paths(&self) -> Vec<PathBuf> {
+        self.supervisors
+            .iter()
+            .filter_map(|s| s.socket_path().map(PathBuf::from))
+            .collect()
+    }
+
+    pub fn backend(&self, vif: &str) -> Option<&Arc<NetBackend>> {
+        self.backends.get(vif)
+    }
+
+    /// Runs the daemon's events in this thread until a shutdown signal arrives, then shuts
+    /// down. Returns the signal that stopped it.
+    pub fn run(self, signals: SignalFd) -> Result<libc::c_int, DaemonError> {
+        let exit = Rc::new(Cell::new(None));
+        let mut manager = EventManager::<Box<dyn MutEventSubscriber>>::new()
+            .map_err(DaemonError::EventManager)?;
+        manager.add_subscriber(Box::new(ShutdownOnSignal::new(signals, Rc::clone(&exit))));
+        let segments = self.segments.values().cloned().collect();
+        let ageing = FdbAgeing::new(segments, FDB_AGEING_TICK).map_err(DaemonError::Timer)?;
+        manager.add_subscriber(Box::new(ageing));
+
+        let mut reported_down = vec![false; self.supervisors.len()];
+        let signal = loop {
+            if let Some(signal) = exit.get() {
+                break signal;
+            }
+            if let Err(e) = manager.run() {
+                log::error!("event manager failed: {e:?}; shutting down");
+                break libc::SIGTERM;
+            }
+            for (supervisor, reported) in self.supervisors.iter().zip(&mut reported_down) {
+                if !*reported && supervisor.is_finished() {
+                    // Only a bug ends a supervisor early; the other VIFs keep running.
+                    log::error!(
+                        "vif {}: supervisor ended; the VIF is down",
+                        supervisor.vif()
+                    );
+                    *reported = true;
+                }
+            }
+        };
+        self.shutdown();
+        Ok(signal)
+    }
+
+    /// Stops every VIF: all are told at once, so slow ones do not delay the others' stop, then
+    /// each is joined and its socket removed.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        for supervisor in &self.supervisors {
+            supervisor.request_stop();
+        }
+        for supervisor in self.supervisors.drain(..) {
+            let vif = supervisor.vif().to_owned();
+            supervisor.join();
+            log::debug!("vif {vif}: stopped");
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}

@@ -1,0 +1,491 @@
+//! One supervisor thread per VIF: it owns the VIF's vhost-user socket and keeps a frontend
+//! connection going for the daemon's lifetime.
+//!
+//! - Server mode: wait for a connection, serve it, and when the frontend goes away (VM shut
+//!   down, QEMU restarted) listen again. The socket stays bound the whole time.
+//! - Client mode: connect to the VMM's socket, retrying with exponential backoff
+//!   ([`BACKOFF_INITIAL`] doubling to [`BACKOFF_MAX`]) so that a restarted daemon reattaches to
+//!   running VMs; after a disconnect, connect again. Logging is per state change, not per retry.
+//!
+//! Each connection gets its own `VhostUserDaemon` over the VIF's one backend (see
+//! [`super::session`]), so counters and the switch port survive reconnects. A connection that
+//! fails (a misbehaving frontend, a protocol error) ends that connection only: the thread logs it
+//! and goes back to listening or connecting, and other VIFs never notice.
+//!
+//! Stopping: [`StopSignal::request`] wakes the thread wherever it waits (epoll on an eventfd, or
+//! the connection's `ShutdownHandle`), and [`VifSupervisor::join`] then removes the socket.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vhost::vhost_user::{Error as VhostUserError, Listener};
+use vhost_user_backend::bitmap::BitmapReplace;
+use vhost_user_backend::{
+    Error as DaemonLibError, ShutdownHandle, VhostUserBackend, VhostUserDaemon,
+};
+use vm_memory::mmap::NewBitmap;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
+
+use super::session::SessionBackend;
+use super::socket::BoundSocket;
+
+/// First wait before retrying a connect (client mode) or a failed connection setup.
+pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
+/// Longest wait between retries; also bounds how long a VM waits for a restarted daemon.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Why a VIF's supervisor cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("vif {vif}: cannot create the stop eventfd: {source}")]
+    StopEvent {
+        vif: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("vif {vif}: cannot create the epoll instance: {source}")]
+    Epoll {
+        vif: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("vif {vif}: cannot duplicate the listener of {path:?}: {source}")]
+    Listener {
+        vif: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("vif {vif}: socket path {path:?} is not UTF-8 (vhost-user-backend takes a &str)")]
+    NonUtf8Path { vif: String, path: PathBuf },
+    #[error("vif {vif}: cannot spawn the supervisor thread: {source}")]
+    Spawn {
+        vif: String,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why one connection could not be set up (the VIF keeps trying).
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot create exit events: {0}")]
+    ExitEvents(io::Error),
+    #[error("cannot build the vhost-user handler: {0}")]
+    Handler(DaemonLibError),
+    #[error("{0}")]
+    Connect(DaemonLibError),
+}
+
+/// Where a VIF's frontend is.
+#[derive(Debug)]
+pub enum Endpoint {
+    /// Server mode: accept on this socket.
+    Listen(BoundSocket),
+    /// Client mode: connect to the VMM's socket at this path.
+    Connect(PathBuf),
+}
+
+/// Tells a supervisor thread to stop, from any thread.
+pub struct StopSignal {
+    stopping: AtomicBool,
+    event: EventFd,
+    /// The live connection, so a stop can cut it (its thread blocks in a socket read).
+    session: Mutex<Option<ShutdownHandle>>,
+}
+
+impl StopSignal {
+    fn new() -> io::Result<StopSignal> {
+        Ok(StopSignal {
+            stopping: AtomicBool::new(false),
+            event: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// Stops the supervisor: wakes its waits and shuts its live connection down. Idempotent.
+    pub fn request(&self) {
+        self.stopping.store(true, Ordering::Release);
+        if let Err(e) = self.event.write(1) {
+            log::error!("cannot signal a supervisor to stop: {e}");
+        }
+        if let Some(handle) = self.lock_session().as_ref() {
+            handle.shutdown();
+        }
+    }
+
+    pub fn is_requested(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Records the live connection. Taken under the same lock as [`Self::request`] reads it, so
+    /// a stop that lands between `start` and here is not lost: it is applied now.
+    fn publish(&self, handle: Option<ShutdownHandle>) {
+        let mut session = self.lock_session();
+        *session = handle;
+        if self.is_requested() {
+            if let Some(handle) = session.as_ref() {
+                handle.shutdown();
+            }
+        }
+    }
+
+    fn lock_session(&self) -> std::sync::MutexGuard<'_, Option<ShutdownHandle>> {
+        // The slot holds a handle only; a panic elsewhere cannot leave it half-written.
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A running VIF supervisor.
+pub struct VifSupervisor {
+    vif: String,
+    stop: Arc<StopSignal>,
+    thread: Option<JoinHandle<()>>,
+    /// Kept here so the socket file is removed once the thread has ended.
+    socket: Option<BoundSocket>,
+}
+
+impl VifSupervisor {
+    /// Starts serving `backend` at `endpoint` in a new thread.
+    pub fn spawn<B>(
+        vif: &str,
+        backend: Arc<B>,
+        endpoint: Endpoint,
+    ) -> Result<VifSupervisor, SupervisorError>
+    where
+        B: VhostUserBackend + 'static,
+        B::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
+        B::Vring: Clone + Send + Sync,
+    {
+        let stop = Arc::new(
+            StopSignal::new().map_err(|source| SupervisorError::StopEvent {
+                vif: vif.to_owned(),
+                source,
+            })?,
+        );
+        let epoll = Epoll::new().map_err(|source| SupervisorError::Epoll {
+            vif: vif.to_owned(),
+            source,
+        })?;
+        let waiter = Waiter::new(epoll, &stop).map_err(|source| SupervisorError::Epoll {
+            vif: vif.to_owned(),
+            source,
+        })?;
+        let (socket, task) = match endpoint {
+            Endpoint::Listen(bound) => {
+                let listener = bound
+                    .listener()
+                    .map_err(|source| SupervisorError::Listener {
+                        vif: vif.to_owned(),
+                        path: bound.path().to_owned(),
+                        source,
+                    })?;
+                (Some(bound), Task::Serve(listener))
+            }
+            Endpoint::Connect(path) => {
+                let path_str = path
+                    .to_str()
+                    .ok_or_else(|| SupervisorError::NonUtf8Path {
+                        vif: vif.to_owned(),
+                        path: path.clone(),
+                    })?
+                    .to_owned();
+                (None, Task::Connect(path_str))
+            }
+        };
+        let context = Context {
+            vif: vif.to_owned(),
+            backend,
+            stop: Arc::clone(&stop),
+            waiter,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("vif-{vif}"))
+            .spawn(move || match task {
+                Task::Serve(listener) => context.serve(listener),
+                Task::Connect(path) => context.connect(&path),
+            })
+            .map_err(|source| SupervisorError::Spawn {
+                vif: vif.to_owned(),
+                source,
+            })?;
+        Ok(VifSupervisor {
+            vif: vif.to_owned(),
+            stop,
+            thread: Some(thread),
+            socket,
+        })
+    }
+
+    pub fn vif(&self) -> &str {
+        &self.vif
+    }
+
+    /// The socket this daemon bound for the VIF (server mode only).
+    pub fn socket_path(&self) -> Option<&Path> {
+        self.socket.as_ref().map(BoundSocket::path)
+    }
+
+    /// Asks the thread to stop; [`Self::join`] waits for it.
+    pub fn request_stop(&self) {
+        self.stop.request();
+    }
+
+    /// Whether the thread has ended (it only ends on a stop request, or by a bug).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
+    /// Stops the thread, waits for it (its connection and vring workers end first), and removes
+    /// the socket file.
+    pub fn join(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.request();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("vif {}: supervisor thread panicked", self.vif);
+            }
+        }
+        // Dropping the bound socket removes the file if it is still ours.
+        self.socket.take();
+    }
+}
+
+impl Drop for VifSupervisor {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+enum Task {
+    Serve(UnixListener),
+    Connect(String),
+}
+
+/// Epoll over the stop eventfd and, in server mode, the listener.
+struct Waiter {
+    epoll: Epoll,
+}
+
+const TOKEN_STOP: u64 = 0;
+const TOKEN_LISTENER: u64 = 1;
+
+impl Waiter {
+    fn new(epoll: Epoll, stop: &StopSignal) -> io::Result<Waiter> {
+        epoll.ctl(
+            ControlOperation::Add,
+            stop.event.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, TOKEN_STOP),
+        )?;
+        Ok(Waiter { epoll })
+    }
+
+    fn watch_listener(&self, listener: &UnixListener) -> io::Result<()> {
+        self.epoll.ctl(
+            ControlOperation::Add,
+            listener.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, TOKEN_LISTENER),
+        )
+    }
+
+    /// Waits up to `timeout` (forever if `None`); returns which sources fired.
+    fn wait(&self, timeout: Option<Duration>) -> io::Result<Fired> {
+        let timeout_ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
+        let mut events = [EpollEvent::default(); 2];
+        let count = loop {
+            match self.epoll.wait(timeout_ms, &mut events) {
+                Ok(count) => break count,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let mut fired = Fired::default();
+        for event in events.iter().take(count) {
+            match event.data() {
+                TOKEN_STOP => fired.stop = true,
+                TOKEN_LISTENER => fired.listener = true,
+                _ => {}
+            }
+        }
+        Ok(fired)
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Fired {
+    stop: bool,
+    listener: bool,
+}
+
+struct Context<B> {
+    vif: String,
+    backend: Arc<B>,
+    stop: Arc<StopSignal>,
+    waiter: Waiter,
+}
+
+/// A connection's `VhostUserDaemon`, built before connecting.
+type Session<B> = VhostUserDaemon<SessionBackend<B>>;
+
+impl<B> Context<B>
+where
+    B: VhostUserBackend + 'static,
+    B::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
+    B::Vring: Clone + Send + Sync,
+{
+    fn new_session(&self) -> Result<Session<B>, SessionError> {
+        let backend =
+            SessionBackend::new(Arc::clone(&self.backend)).map_err(SessionError::ExitEvents)?;
+        VhostUserDaemon::new(
+            format!("vu-{}", self.vif),
+            backend,
+            GuestMemoryAtomic::new(GuestMemoryMmap::new()),
+        )
+        .map_err(SessionError::Handler)
+    }
+
+    /// Serves a connected session until the frontend leaves or a stop is requested. Dropping
+    /// the session at the end joins its vring workers.
+    fn run_connected(&self, mut session: Session<B>) {
+        self.stop.publish(session.shutdown_handle());
+        log::info!("vif {}: frontend connected", self.vif);
+        let result = session.wait();
+        self.stop.publish(None);
+        drop(session);
+        match result {
+            Ok(()) => log::info!("vif {}: frontend disconnected", self.vif),
+            // What serve() in vhost-user-backend also treats as a normal hang-up.
+            Err(DaemonLibError::HandleRequest(
+                VhostUserError::Disconnected | VhostUserError::PartialMessage,
+            )) => log::info!("vif {}: frontend disconnected", self.vif),
+            Err(e) if self.stop.is_requested() => {
+                log::debug!("vif {}: connection closed for shutdown: {e}", self.vif)
+            }
+            Err(e) => log::warn!("vif {}: connection failed, dropped: {e}", self.vif),
+        }
+    }
+
+    /// Waits `delay` unless a stop comes first; `true` if stopping.
+    fn pause(&self, delay: Duration) -> bool {
+        match self.waiter.wait(Some(delay)) {
+            Ok(fired) => fired.stop || self.stop.is_requested(),
+            Err(e) => {
+                log::error!("vif {}: epoll wait failed: {e}; stopping the VIF", self.vif);
+                true
+            }
+        }
+    }
+
+    fn serve(self, listener: UnixListener) {
+        if let Err(e) = self.waiter.watch_listener(&listener) {
+            log::error!(
+                "vif {}: cannot watch the socket: {e}; the VIF is down",
+                self.vif
+            );
+            return;
+        }
+        // `Listener::from` keeps no path, so the library never unlinks the socket: the daemon
+        // removes it at shutdown, and only if it is still ours (see `socket.rs`).
+        let mut listener = Listener::from(listener);
+        let mut backoff = BACKOFF_INITIAL;
+        log::info!("vif {}: listening", self.vif);
+        loop {
+            match self.waiter.wait(None) {
+                Ok(Fired { stop: true, .. }) => return,
+                Ok(Fired {
+                    listener: false, ..
+                }) => continue,
+                Ok(_) => {}
+                Err(e) => {
+                    log::error!("vif {}: epoll wait failed: {e}; the VIF is down", self.vif);
+                    return;
+                }
+            }
+            if self.stop.is_requested() {
+                return;
+            }
+            // The listener is readable, so the accept inside start() does not block.
+            let started = self.new_session().and_then(|mut session| {
+                session
+                    .start(&mut listener)
+                    .map(|()| session)
+                    .map_err(SessionError::Connect)
+            });
+            match started {
+                Ok(session) => {
+                    backoff = BACKOFF_INITIAL;
+                    self.run_connected(session);
+                    log::info!("vif {}: listening again", self.vif);
+                }
+                Err(e) => {
+                    // Back off so a persistent failure (fd exhaustion) does not spin on a
+                    // listener that stays readable.
+                    log::warn!("vif {}: cannot serve a connection: {e}", self.vif);
+                    if self.pause(backoff) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    fn connect(self, path: &str) {
+        let mut backoff = BACKOFF_INITIAL;
+        let mut announced = false;
+        let mut pending: Option<Session<B>> = None;
+        log::info!("vif {}: connecting to {path} (client mode)", self.vif);
+        while !self.stop.is_requested() {
+            // A session that failed to connect is reused: building one spawns vring workers.
+            let session = match pending.take() {
+                Some(session) => Ok(session),
+                None => self.new_session(),
+            };
+            let attempt = session.and_then(|mut session| match session.start_client(path) {
+                Ok(()) => Ok(session),
+                Err(e) => {
+                    pending = Some(session);
+                    Err(SessionError::Connect(e))
+                }
+            });
+            match attempt {
+                Ok(session) => {
+                    backoff = BACKOFF_INITIAL;
+                    announced = false;
+                    self.run_connected(session);
+                    if !self.stop.is_requested() {
+                        log::info!("vif {}: reconnecting to {path}", self.vif);
+                    }
+                    // Reconnect at once: a VMM that restarted is usually listening already.
+                    continue;
+                }
+                Err(e) => {
+                    if !announced {
+                        log::info!(
+                            "vif {}: {path} not reachable ({e}); retrying every {:?} up to {:?}",
+                            self.vif,
+                            BACKOFF_INITIAL,
+                            BACKOFF_MAX
+                        );
+                        announced = true;
+                    }
+                    if self.pause(backoff) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+}
