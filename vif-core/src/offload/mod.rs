@@ -3,10 +3,24 @@
 //!
 //! A guest that negotiated `VIRTIO_NET_F_CSUM` / `HOST_TSO*` / `HOST_USO` may hand the device a
 //! frame with a partial checksum or a frame larger than the MTU, described by a
-//! [`VirtioNetHdr`]. Every field of that header is guest-controlled: [`header`] parses it and the
-//! validation here checks it against the negotiated features and the frame itself before anything
-//! trusts it (DPDK CVE-2024-11614: `csum_start` past the frame).
+//! [`VirtioNetHdr`]. Every field of that header is guest-controlled: [`header`] parses it and
+//! [`validate()`] checks it against the negotiated features and the frame itself before anything
+//! trusts it (DPDK CVE-2024-11614: `csum_start` past the frame). The result, a [`TxOffload`], is
+//! what the datapath acts on:
+//!
+//! - [`complete_csum`] fills a partial checksum (VIRTIO 1.2 § 5.1.6.2);
+//! - [`Segmenter`] cuts a TSO/USO/UFO frame into wire-sized frames without per-packet allocation;
 
+pub mod csum;
+pub mod error;
 pub mod header;
+pub mod segment;
+#[cfg(test)]
+mod testframe;
+pub mod validate;
 
+pub use csum::{complete_csum, CsumRange};
+pub use error::OffloadError;
 pub use header::{GsoType, VirtioNetHdr, VIRTIO_NET_HDR_LEN};
+pub use segment::{SegmentCsum, Segmenter, Segments};
+pub use validate::{validate, Gso, GsoKind, IpVersion, TxOffload, TxOffloadCaps};
