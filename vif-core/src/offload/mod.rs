@@ -10,10 +10,13 @@
 //!
 //! - [`complete_csum`] fills a partial checksum (VIRTIO 1.2 § 5.1.6.2);
 //! - [`Segmenter`] cuts a TSO/USO/UFO frame into wire-sized frames without per-packet allocation;
+//! - [`rx_plan`] decides what a receiving guest gets (VIRTIO 1.2 § 5.1.6.4): the frame as GSO,
+//!   with `DATA_VALID`, after checksum completion, or segmented.
 
 pub mod csum;
 pub mod error;
 pub mod header;
+pub mod rx;
 pub mod segment;
 #[cfg(test)]
 mod testframe;
@@ -22,5 +25,6 @@ pub mod validate;
 pub use csum::{complete_csum, CsumRange};
 pub use error::OffloadError;
 pub use header::{GsoType, VirtioNetHdr, VIRTIO_NET_HDR_LEN};
+pub use rx::{rx_plan, RxOffloadCaps, RxPlan, RxSource};
 pub use segment::{SegmentCsum, Segmenter, Segments};
 pub use validate::{validate, Gso, GsoKind, IpVersion, TxOffload, TxOffloadCaps};
