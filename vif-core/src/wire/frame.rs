@@ -10,12 +10,12 @@
 //!
 //! What is an error: a frame too short for a header it announces, or a length field that
 //! contradicts the buffer (IHL < 5, total length past the frame, an extension header past the
-//! payload, TCP data offset < 5 or past the packet, UDP length outside 8..=IP payload). Also two
-//! classic ACL evasions: a first fragment too short to hold its whole L4 header (RFC 1858 § 3.1,
-//! RFC 7112 for IPv6), and a TCP fragment at offset 8 that would overwrite the flags of the
-//! first one (RFC 1858 § 3.2). What is not: an unknown EtherType or IP protocol (the layout stops
-//! there), IPv4 options (not walked: forwarded as they are), checksums (not looked at), Ethernet
-//! padding after the IP packet (excluded via `l3.end`).
+//! payload, TCP data offset < 5 or past the packet, UDP length outside 8..=IP payload when not
+//! fragmented). Also two classic ACL evasions: a first fragment too short to hold its whole L4
+//! header (RFC 1858 § 3.1, RFC 7112 for IPv6), and a TCP fragment at offset 8 that would
+//! overwrite the flags of the first one (RFC 1858 § 3.2). What is not: an unknown EtherType or
+//! IP protocol (the layout stops there), IPv4 options (not walked: forwarded as they are),
+//! checksums (not looked at), Ethernet padding after the IP packet (excluded via `l3.end`).
 
 use crate::wire::arp::ArpPacket;
 use crate::wire::ethernet::EtherType;
