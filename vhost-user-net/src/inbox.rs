@@ -15,11 +15,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
-use vif_core::offload::VirtioNetHdr;
+use vif_core::offload::TxOffload;
+use vif_core::stats::DropReason;
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::port::{Enqueued, FrameRef, Port};
-use crate::seam::DropReason;
 
 /// Bytes of frames one inbox holds: enough for a burst of 64 KiB TSO frames or thousands of
 /// small ones.
@@ -32,7 +32,7 @@ pub const INBOX_FRAMES: usize = 2048;
 struct FrameSlot {
     start: usize,
     len: usize,
-    hdr: VirtioNetHdr,
+    offload: TxOffload,
 }
 
 /// Frames back to back in one buffer, with fixed capacity.
@@ -65,7 +65,7 @@ impl FrameArena {
         self.frames.push(FrameSlot {
             start,
             len: frame.bytes.len(),
-            hdr: frame.hdr,
+            offload: frame.offload,
         });
         true
     }
@@ -77,9 +77,18 @@ impl FrameArena {
             .bytes
             .get(slot.start..slot.start.checked_add(slot.len)?)?;
         Some(FrameRef {
-            hdr: slot.hdr,
+            offload: slot.offload,
             bytes,
         })
+    }
+
+    /// The next undelivered frame, writable: the receive path completes checksums in place.
+    pub fn peek_mut(&mut self) -> Option<(TxOffload, &mut [u8])> {
+        let slot = *self.frames.get(self.cursor)?;
+        let bytes = self
+            .bytes
+            .get_mut(slot.start..slot.start.checked_add(slot.len)?)?;
+        Some((slot.offload, bytes))
     }
 
     /// Marks the frame returned by [`FrameArena::peek`] delivered (or dropped).
@@ -247,7 +256,7 @@ mod tests {
 
     fn frame(bytes: &[u8]) -> FrameRef<'_> {
         FrameRef {
-            hdr: VirtioNetHdr::default(),
+            offload: TxOffload::None,
             bytes,
         }
     }

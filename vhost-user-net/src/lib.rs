@@ -14,6 +14,5 @@ pub mod offload_check;
 pub mod pipeline;
 pub mod port;
 pub mod rx;
-pub mod seam;
 pub mod switch;
 pub mod tx;

@@ -1,85 +1,63 @@
-//! The datapath's seam to `vif_core::offload` validation of guest TX headers.
+//! The datapath's use of `vif_core::offload` on guest TX headers.
 //!
-//! Every field of the TX `virtio_net_hdr` is guest-controlled. Until `vif_core::offload::validate`
-//! lands, this file applies the checks the datapath cannot do without (anchors § 8.A.8): the GSO
-//! type is defined and negotiated, GSO comes with `NEEDS_CSUM` and a non-zero `gso_size`,
-//! `NEEDS_CSUM` was negotiated and its range lies inside the frame (DPDK CVE-2024-11614), and a
-//! frame without GSO is no longer than the MTU allows. It then returns the header normalized for
-//! the receiver: only the bits a receiver acts on, `num_buffers` zeroed.
+//! Every field of the TX `virtio_net_hdr` is guest-controlled. `vif_core::offload::validate`
+//! checks it against the negotiated features and the frame (GSO type defined and negotiated,
+//! `NEEDS_CSUM` range inside the frame — DPDK CVE-2024-11614 —, `gso_size` non-zero, headers that
+//! match the GSO type); this file adds what only the device knows: a frame without GSO must fit
+//! the MTU, and every frame must hold at least an Ethernet header.
 
-use vif_core::offload::csum::CsumRange;
-use vif_core::offload::header::VIRTIO_NET_HDR_F_NEEDS_CSUM;
-use vif_core::offload::{GsoType, VirtioNetHdr};
+use vif_core::offload::{validate, OffloadError, TxOffload, TxOffloadCaps, VirtioNetHdr};
+use vif_core::stats::DropReason;
+use vif_core::wire::ethernet::HEADER_LEN as ETHERNET_HEADER_LEN;
 
 use crate::device::Negotiated;
-use crate::seam::DropReason;
 use crate::tx::VLAN_ALLOWANCE;
 
-/// Checks a guest's TX header against the negotiated features and the frame.
+/// Most segments one guest TSO frame may expand to: a 64 KiB frame at the smallest sane MSS
+/// (88 bytes: IPv4 minimum MTU 68 less headers, rounded) stays under it, and it bounds the work
+/// one descriptor chain can cause when the receiver needs software segmentation.
+pub const MAX_SEGMENTS: u16 = 1024;
+
+/// The transmit caps a guest's acked features give.
+pub fn tx_caps(negotiated: Negotiated) -> TxOffloadCaps {
+    TxOffloadCaps {
+        max_segments: MAX_SEGMENTS,
+        ..TxOffloadCaps::from_features(negotiated.bits())
+    }
+}
+
+/// Checks a guest's TX header against the negotiated features, the MTU and the frame.
 pub fn validate_tx(
     hdr: &VirtioNetHdr,
     frame: &[u8],
     negotiated: Negotiated,
     mtu: u16,
-) -> Result<VirtioNetHdr, DropReason> {
-    let gso = GsoType::from_raw(hdr.gso_type).ok_or(DropReason::BadOffload)?;
-    let gso_allowed = match gso {
-        GsoType::None => true,
-        GsoType::TcpV4 => negotiated.host_tso4(),
-        GsoType::TcpV6 => negotiated.host_tso6(),
-        // UFO and USO are never offered (see device.rs).
-        GsoType::Udp | GsoType::UdpL4 => false,
-    };
-    if !gso_allowed {
-        return Err(DropReason::BadOffload);
-    }
-    if hdr.ecn() && (gso == GsoType::None || !negotiated.host_ecn()) {
-        return Err(DropReason::BadOffload);
-    }
-    if gso != GsoType::None && (!hdr.needs_csum() || hdr.gso_size == 0) {
-        return Err(DropReason::BadOffload);
-    }
-    if hdr.needs_csum() {
-        if !negotiated.host_csum() {
-            return Err(DropReason::BadOffload);
-        }
-        CsumRange {
-            start: hdr.csum_start,
-            offset: hdr.csum_offset,
-        }
-        .check(frame.len())
-        .map_err(|_| DropReason::BadOffload)?;
-    }
-    if frame.len() < vif_core::wire::ethernet::HEADER_LEN {
+) -> Result<TxOffload, DropReason> {
+    if frame.len() < ETHERNET_HEADER_LEN {
         return Err(DropReason::Malformed);
     }
-    let max_plain = usize::from(mtu) + vif_core::wire::ethernet::HEADER_LEN + VLAN_ALLOWANCE;
-    if gso == GsoType::None && frame.len() > max_plain {
-        return Err(DropReason::TooLong);
+    let offload = validate(hdr, frame, &tx_caps(negotiated)).map_err(drop_reason)?;
+    let max_plain = usize::from(mtu) + ETHERNET_HEADER_LEN + VLAN_ALLOWANCE;
+    if !matches!(offload, TxOffload::Gso(_)) && frame.len() > max_plain {
+        return Err(DropReason::MtuExceeded);
     }
-    let needs_csum = hdr.needs_csum();
-    Ok(VirtioNetHdr {
-        flags: if needs_csum {
-            VIRTIO_NET_HDR_F_NEEDS_CSUM
-        } else {
-            0
-        },
-        gso_type: hdr.gso_type,
-        hdr_len: if gso == GsoType::None { 0 } else { hdr.hdr_len },
-        gso_size: if gso == GsoType::None {
-            0
-        } else {
-            hdr.gso_size
-        },
-        csum_start: if needs_csum { hdr.csum_start } else { 0 },
-        csum_offset: if needs_csum { hdr.csum_offset } else { 0 },
-        num_buffers: 0,
-    })
+    Ok(offload)
+}
+
+/// How an offload refusal is counted: the frame's own headers being broken is `Malformed`,
+/// anything about the virtio header is `BadOffload`.
+fn drop_reason(error: OffloadError) -> DropReason {
+    match error {
+        OffloadError::Frame(_) => DropReason::Malformed,
+        _ => DropReason::BadOffload,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vif_core::offload::header::VIRTIO_NET_HDR_F_NEEDS_CSUM;
+    use vif_core::offload::GsoType;
     use virtio_bindings::virtio_net::{
         VIRTIO_NET_F_CSUM, VIRTIO_NET_F_HOST_ECN, VIRTIO_NET_F_HOST_TSO4,
     };
@@ -91,86 +69,83 @@ mod tests {
     }
 
     #[test]
-    fn plain_frame_passes_and_is_normalized() {
+    fn plain_frame_passes() {
         let hdr = VirtioNetHdr {
             num_buffers: 7,
-            hdr_len: 99,
             ..Default::default()
         };
-        let out = validate_tx(&hdr, &[0; 60], Negotiated::default(), 1500).unwrap();
-        assert_eq!(out, VirtioNetHdr::default());
+        assert_eq!(
+            validate_tx(&hdr, &[0; 60], Negotiated::default(), 1500),
+            Ok(TxOffload::None)
+        );
     }
 
     #[test]
     fn rejects_bogus_offload_metadata() {
-        let tso = VirtioNetHdr {
+        // A partial checksum on a 60-byte frame.
+        let csum = VirtioNetHdr {
             flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
-            gso_type: GsoType::TCPV4,
-            gso_size: 1448,
             csum_start: 34,
             csum_offset: 16,
-            hdr_len: 54,
-            num_buffers: 0,
+            ..Default::default()
         };
-        let frame = [0u8; 3000];
-        assert!(validate_tx(&tso, &frame, all(), 1500).is_ok());
+        let frame = [0u8; 60];
+        assert!(matches!(
+            validate_tx(&csum, &frame, all(), 1500),
+            Ok(TxOffload::Csum(_))
+        ));
         let cases = [
             // Not negotiated.
-            (tso, Negotiated::default()),
+            (csum, Negotiated::default()),
             // csum_start past the frame (DPDK CVE-2024-11614).
             (
                 VirtioNetHdr {
-                    csum_start: 3000,
-                    ..tso
+                    csum_start: 60,
+                    ..csum
                 },
                 all(),
             ),
             // Field straddles the end.
             (
                 VirtioNetHdr {
-                    csum_start: 2990,
+                    csum_start: 50,
                     csum_offset: 9,
-                    ..tso
+                    ..csum
                 },
                 all(),
             ),
-            // gso_size 0 (DPDK 7023f3e532).
-            (VirtioNetHdr { gso_size: 0, ..tso }, all()),
-            // GSO without NEEDS_CSUM.
-            (VirtioNetHdr { flags: 0, ..tso }, all()),
-            // Undefined and never-offered GSO types.
-            (VirtioNetHdr { gso_type: 2, ..tso }, all()),
+            // Undefined GSO type.
             (
                 VirtioNetHdr {
-                    gso_type: GsoType::UDP_L4,
-                    ..tso
+                    gso_type: 2,
+                    ..csum
                 },
                 all(),
             ),
-            // ECN without GSO.
+            // TSO with gso_size 0 (DPDK 7023f3e532).
             (
                 VirtioNetHdr {
-                    gso_type: GsoType::ECN,
-                    ..tso
+                    gso_type: GsoType::TCPV4,
+                    gso_size: 0,
+                    ..csum
                 },
                 all(),
             ),
         ];
         for (hdr, negotiated) in cases {
-            assert_eq!(
-                validate_tx(&hdr, &frame, negotiated, 1500),
-                Err(DropReason::BadOffload),
+            assert!(
+                validate_tx(&hdr, &frame, negotiated, 1500).is_err(),
                 "{hdr:?}"
             );
         }
     }
 
     #[test]
-    fn plain_frame_over_mtu_is_too_long() {
+    fn plain_frame_over_mtu_and_runt() {
         let frame = vec![0u8; 1500 + 14 + VLAN_ALLOWANCE + 1];
         assert_eq!(
             validate_tx(&VirtioNetHdr::default(), &frame, all(), 1500),
-            Err(DropReason::TooLong)
+            Err(DropReason::MtuExceeded)
         );
         assert_eq!(
             validate_tx(&VirtioNetHdr::default(), &[0; 13], all(), 1500),

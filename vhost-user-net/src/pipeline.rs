@@ -12,8 +12,8 @@
 use vif_core::wire::ethernet::EthernetFrame;
 
 use crate::port::PortId;
-use crate::seam::DropReason;
 use crate::switch::Burst;
+use vif_core::stats::DropReason;
 
 /// The minimum frame the pipeline looks at: an Ethernet header (IEEE 802.3 § 3.1.1).
 pub const MIN_FRAME_LEN: usize = vif_core::wire::ethernet::HEADER_LEN;

@@ -11,9 +11,8 @@
 //! - Wake-ups are batched: `enqueue` only says whether the receiver is owed a wake-up, and the
 //!   sender calls [`Port::wake`] once per destination at the end of its burst.
 
-use vif_core::offload::VirtioNetHdr;
-
-use crate::seam::DropReason;
+use vif_core::offload::TxOffload;
+use vif_core::stats::DropReason;
 
 /// A port's index on its segment. Stable while the port is attached; reused after it leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,13 +26,13 @@ impl PortId {
 }
 
 /// A frame in flight between ports, borrowed from the sender's frame buffer (never from guest
-/// memory). `hdr` is the validated virtio-net header: it says whether the L4 checksum is partial
-/// (`NEEDS_CSUM`, with `csum_start`/`csum_offset`) and whether the frame is a TSO super-frame
-/// (`gso_type`, `gso_size`, `hdr_len`), so the receiver can deliver it as-is to a guest that acked
-/// the same offloads, or complete/segment it for one that did not.
+/// memory). `offload` is what the sender's validated virtio-net header asked for: nothing, a
+/// partial L4 checksum, or a TSO super-frame, so the receiver can deliver it as-is to a guest that
+/// acked the same offloads, or complete/segment it for one that did not
+/// (`vif_core::offload::rx_plan`).
 #[derive(Debug, Clone, Copy)]
 pub struct FrameRef<'a> {
-    pub hdr: VirtioNetHdr,
+    pub offload: TxOffload,
     pub bytes: &'a [u8],
 }
 

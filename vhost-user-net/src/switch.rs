@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use vif_core::mac::MacAddr;
 
 use crate::port::{Enqueued, FrameRef, Port, PortId};
-use crate::seam::DropReason;
+use vif_core::stats::DropReason;
 
 /// Default FDB ageing time: 300 s (IEEE 802.1Q-2018 § 8.8.3, recommended default).
 pub const DEFAULT_AGEING: Duration = Duration::from_secs(300);
@@ -443,7 +443,7 @@ mod tests {
         assert_eq!(segment.lookup(mac(1)), None);
         let burst = segment.begin_burst(Instant::now());
         let frame = FrameRef {
-            hdr: Default::default(),
+            offload: vif_core::offload::TxOffload::None,
             bytes: &[0; 60],
         };
         assert_eq!(burst.enqueue(ids[0], frame, 0), Err(DropReason::PortDown));

@@ -7,7 +7,7 @@
 //! `DescriptorChain` directly rather than `virtio_queue::Reader`, which allocates a `VecDeque`
 //! per chain: steady state here allocates nothing.
 //!
-//! A bad chain is a counted drop (`QueueError`, `BadOffload`, `Malformed`, `TooLong`) and is still
+//! A bad chain is a counted drop (`QueueError`, `BadOffload`, `Malformed`, `MtuExceeded`) and is still
 //! returned to the used ring with length 0 so the guest does not leak descriptors (VIRTIO 1.2
 //! § 2.7.8; Cloud Hypervisor does the same). An avail index that jumps more than the queue size
 //! (`InvalidAvailRingIndex`, QEMU CVE-2016-5403 class) marks the queue broken: it is not touched
@@ -16,6 +16,7 @@
 
 use std::time::Instant;
 
+use vif_core::mac::MacAddr;
 use vif_core::offload::{VirtioNetHdr, VIRTIO_NET_HDR_LEN};
 use virtio_queue::{Error as QueueErr, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
@@ -24,8 +25,8 @@ use crate::device::Negotiated;
 use crate::offload_check;
 use crate::pipeline::{Pipeline, Verdict};
 use crate::port::{Enqueued, FrameRef, PortId};
-use crate::seam::{DropReason, StatsBatch};
 use crate::switch::{Burst, Segment};
+use vif_core::stats::{CastKind, DropReason, StatsBatch};
 
 /// Chains processed per wake-up before yielding to the thread's other queues.
 pub const TX_BUDGET: usize = 256;
@@ -83,7 +84,7 @@ impl TxPath {
             buffer: vec![0; VIRTIO_NET_HDR_LEN + MAX_TSO_FRAME],
             used: Vec::with_capacity(TX_BUDGET),
             wakes: Vec::with_capacity(64),
-            batch: StatsBatch::default(),
+            batch: StatsBatch::new(),
         }
     }
 
@@ -103,7 +104,7 @@ impl TxPath {
             let chains = match queue.iter(mem) {
                 Ok(chains) => chains,
                 Err(QueueErr::InvalidAvailRingIndex) => {
-                    self.batch.count_drop(DropReason::QueueError);
+                    self.batch.record_drop(DropReason::QueueError);
                     outcome.broken = true;
                     return outcome;
                 }
@@ -120,7 +121,7 @@ impl TxPath {
                         let bytes = self.buffer.get(..len).unwrap_or_default();
                         handle_frame(bytes, ctx, &mut burst, &mut self.batch, &mut self.wakes);
                     }
-                    Err(reason) => self.batch.count_drop(reason),
+                    Err(reason) => self.batch.record_drop(reason),
                 }
                 // TX buffers are device-readable: the device wrote 0 bytes (VIRTIO 1.2 § 2.7.8).
                 self.used.push((head, 0));
@@ -130,7 +131,7 @@ impl TxPath {
         for &(head, len) in &self.used {
             // Fails only for a head index >= queue size, a chain the guest made up; counted.
             if queue.add_used(mem, head, len).is_err() {
-                self.batch.count_drop(DropReason::QueueError);
+                self.batch.record_drop(DropReason::QueueError);
             }
         }
         for &(port, queue) in &self.wakes {
@@ -156,19 +157,24 @@ fn handle_frame(
 ) {
     let Some(hdr) = VirtioNetHdr::from_slice(bytes) else {
         // Shorter than the virtio-net header (DPDK CVE-2022-2132).
-        batch.count_drop(DropReason::QueueError);
+        batch.record_drop(DropReason::QueueError);
         return;
     };
     let frame = bytes.get(VIRTIO_NET_HDR_LEN..).unwrap_or_default();
-    let hdr = match offload_check::validate_tx(&hdr, frame, ctx.negotiated, ctx.mtu) {
-        Ok(hdr) => hdr,
+    let offload = match offload_check::validate_tx(&hdr, frame, ctx.negotiated, ctx.mtu) {
+        Ok(offload) => offload,
         Err(reason) => {
-            batch.count_drop(reason);
+            batch.record_drop(reason);
             return;
         }
     };
-    let frame_ref = FrameRef { hdr, bytes: frame };
+    let frame_ref = FrameRef {
+        offload,
+        bytes: frame,
+    };
     let verdict = ctx.pipeline.classify(frame, burst);
+    // `classify` accepted at least an Ethernet header, so the destination is there.
+    let cast = MacAddr::from_bytes(frame).map_or(CastKind::Unicast, CastKind::of);
     let burst: &Burst<'_> = burst;
     let mut owe = |to: PortId, queue: u16| {
         if wakes.len() < wakes.capacity() {
@@ -184,9 +190,9 @@ fn handle_frame(
                 if let Enqueued::WakeOwed { queue } = enqueued {
                     owe(to, queue);
                 }
-                batch.count_packet(frame.len());
+                batch.record_packet(frame.len(), cast);
             }
-            Err(reason) => batch.count_drop(reason),
+            Err(reason) => batch.record_drop(reason),
         },
         Verdict::Flood => {
             // A copy that does not fit one receiver is that receiver's loss, not a TX drop: the
@@ -196,11 +202,11 @@ fn handle_frame(
                     owe(to, queue);
                 }
             });
-            batch.count_packet(frame.len());
+            batch.record_packet(frame.len(), cast);
         }
-        Verdict::Drop(reason) => batch.count_drop(reason),
+        Verdict::Drop(reason) => batch.record_drop(reason),
         // No rate limiter yet; when one lands, rewind the avail index here (STYLE.md § 6).
-        Verdict::Throttle => batch.count_drop(DropReason::PortDown),
+        Verdict::Throttle => batch.record_drop(DropReason::PortDown),
     }
 }
 
@@ -211,7 +217,7 @@ fn handle_frame(
 /// its last descriptor still says `NEXT` — `DescriptorChain` stops silently on a loop longer
 /// than the queue, a `next` index out of range, or a bad indirect table, and this is how we see
 /// it. An empty chain (bad head index) is also a `QueueError`; a chain longer than `buffer` is
-/// `TooLong`.
+/// `MtuExceeded`.
 pub fn copy_chain<I>(
     chain: I,
     mem: &GuestMemoryMmap,
@@ -229,9 +235,9 @@ where
         if desc.is_write_only() {
             return Err(DropReason::QueueError);
         }
-        let len = usize::try_from(desc.len()).map_err(|_| DropReason::TooLong)?;
-        let end = copied.checked_add(len).ok_or(DropReason::TooLong)?;
-        let into = buffer.get_mut(copied..end).ok_or(DropReason::TooLong)?;
+        let len = usize::try_from(desc.len()).map_err(|_| DropReason::MtuExceeded)?;
+        let end = copied.checked_add(len).ok_or(DropReason::MtuExceeded)?;
+        let into = buffer.get_mut(copied..end).ok_or(DropReason::MtuExceeded)?;
         mem.read_slice(into, desc.addr())
             .map_err(|_| DropReason::QueueError)?;
         copied = end;
