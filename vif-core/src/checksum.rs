@@ -102,7 +102,7 @@ pub fn update(checksum: u16, old: u16, new: u16) -> u16 {
 /// Incremental update for a field of even length (addresses, ports, lengths) changing from `old`
 /// to `new`. Fields of different or odd length cannot be updated this way and return `None`.
 pub fn update_bytes(checksum: u16, old: &[u8], new: &[u8]) -> Option<u16> {
-    if old.len() != new.len() || old.len() % 2 != 0 {
+    if old.len() != new.len() || !old.len().is_multiple_of(2) {
         return None;
     }
     Some(!combine(&[!checksum, !data(old), data(new)]))
