@@ -9,7 +9,7 @@
 use super::csum::CsumRange;
 use super::header::{VirtioNetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM};
 use super::segment::SegmentCsum;
-use super::validate::{feature, Gso, GsoKind, IpVersion, TxOffload};
+use super::validate::{has_feature, Gso, GsoKind, IpVersion, TxOffload};
 
 /// What the receiving guest negotiated (its `GUEST_*` feature bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,15 +38,16 @@ impl RxOffloadCaps {
 
     /// The caps from the feature bits the driver acked.
     pub fn from_features(acked: u64) -> RxOffloadCaps {
-        use feature::*;
+        use crate::model::offloads::feature::*;
+        let has = |bit| has_feature(acked, bit);
         RxOffloadCaps {
-            guest_csum: has(acked, GUEST_CSUM),
-            guest_tso4: has(acked, GUEST_TSO4),
-            guest_tso6: has(acked, GUEST_TSO6),
-            guest_ecn: has(acked, GUEST_ECN),
-            guest_ufo: has(acked, GUEST_UFO),
-            guest_uso4: has(acked, GUEST_USO4),
-            guest_uso6: has(acked, GUEST_USO6),
+            guest_csum: has(GUEST_CSUM),
+            guest_tso4: has(GUEST_TSO4),
+            guest_tso6: has(GUEST_TSO6),
+            guest_ecn: has(GUEST_ECN),
+            guest_ufo: has(GUEST_UFO),
+            guest_uso4: has(GUEST_USO4),
+            guest_uso6: has(GUEST_USO6),
         }
     }
 
@@ -150,6 +151,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::model::offloads::feature::{GUEST_CSUM, GUEST_TSO4, GUEST_USO6};
     use crate::offload::csum::complete_csum;
     use crate::offload::header::GsoType;
     use crate::offload::segment::Segmenter;
@@ -313,7 +315,7 @@ mod tests {
 
     #[test]
     fn caps_from_feature_bits() {
-        let acked = (1 << feature::GUEST_CSUM) | (1 << feature::GUEST_TSO4) | (1u64 << 55);
+        let acked = (1 << GUEST_CSUM) | (1 << GUEST_TSO4) | (1u64 << GUEST_USO6);
         let caps = RxOffloadCaps::from_features(acked);
         assert!(caps.guest_csum && caps.guest_tso4 && caps.guest_uso6);
         assert!(!caps.guest_tso6 && !caps.guest_ecn && !caps.guest_ufo && !caps.guest_uso4);

@@ -1,6 +1,6 @@
 //! Software segmentation of validated GSO frames, for an uplink or a receiving guest that cannot
 //! take large frames: TSO (RFC 9293 segments) and USO (separate UDP datagrams) here, UFO (IP
-//! fragments) in [`fragment`].
+//! fragments) in `segment/fragment.rs`.
 //!
 //! Per TCP segment, as Linux `tcp_gso_segment`/`inet_gso_segment` do: the headers are copied,
 //! the IPv4 total length, identification (incremented per segment) and header checksum or the

@@ -20,27 +20,10 @@ use crate::wire::ipv4::IpProtocol;
 #[cfg(test)]
 mod tests;
 
-/// virtio-net feature bits (VIRTIO 1.2 § 5.1.3) read by [`TxOffloadCaps::from_features`] and
-/// [`super::rx::RxOffloadCaps::from_features`].
-pub mod feature {
-    pub const CSUM: u32 = 0;
-    pub const GUEST_CSUM: u32 = 1;
-    pub const GUEST_TSO4: u32 = 7;
-    pub const GUEST_TSO6: u32 = 8;
-    pub const GUEST_ECN: u32 = 9;
-    pub const GUEST_UFO: u32 = 10;
-    pub const HOST_TSO4: u32 = 11;
-    pub const HOST_TSO6: u32 = 12;
-    pub const HOST_ECN: u32 = 13;
-    pub const HOST_UFO: u32 = 14;
-    pub const GUEST_USO4: u32 = 54;
-    pub const GUEST_USO6: u32 = 55;
-    pub const HOST_USO: u32 = 56;
-
-    /// True when bit `bit` is set in `features`.
-    pub(crate) fn has(features: u64, bit: u32) -> bool {
-        features & (1u64 << bit) != 0
-    }
+/// True when feature bit `bit` (VIRTIO 1.2 § 5.1.3, numbers in
+/// [`crate::model::offloads::feature`]) is set in `features`.
+pub(crate) fn has_feature(features: u64, bit: u32) -> bool {
+    bit < u64::BITS && features & (1u64 << bit) != 0
 }
 
 /// Offsets of the transport checksum field in its header (RFC 9293 § 3.1, RFC 768).
@@ -101,14 +84,15 @@ impl TxOffloadCaps {
 
     /// The caps from the feature bits the driver acked (`VHOST_USER_SET_FEATURES`).
     pub fn from_features(acked: u64) -> TxOffloadCaps {
-        use feature::*;
+        use crate::model::offloads::feature::*;
+        let has = |bit| has_feature(acked, bit);
         TxOffloadCaps {
-            csum: has(acked, CSUM),
-            host_tso4: has(acked, HOST_TSO4),
-            host_tso6: has(acked, HOST_TSO6),
-            host_ecn: has(acked, HOST_ECN),
-            host_ufo: has(acked, HOST_UFO),
-            host_uso: has(acked, HOST_USO),
+            csum: has(CSUM),
+            host_tso4: has(HOST_TSO4),
+            host_tso6: has(HOST_TSO6),
+            host_ecn: has(HOST_ECN),
+            host_ufo: has(HOST_UFO),
+            host_uso: has(HOST_USO),
             max_segments: u16::MAX,
         }
     }

@@ -17,7 +17,8 @@ use super::{fill_ipv4_checksum, get16, put16, put_bytes, split_at_checked, IpAdd
 use crate::checksum;
 use crate::offload::error::OffloadError;
 use crate::offload::validate::{
-    Gso, IpVersion, IPPROTO_UDP, IPV6_FRAGMENT_HEADER_LEN, IPV6_HEADER_LEN, UDP_CSUM_OFFSET,
+    Gso, IpVersion, FRAGMENT_UNIT, IPPROTO_UDP, IPV6_FRAGMENT_HEADER_LEN, IPV6_HEADER_LEN,
+    UDP_CSUM_OFFSET,
 };
 
 /// IPv4 flags/fragment-offset word: More Fragments (RFC 791 § 3.1).
@@ -39,20 +40,26 @@ impl Segmenter {
             });
         }
         let udp_csum = complete_udp_checksum(&addrs, datagram)?;
-        let unit = gso.fragment_size();
-        let count = if datagram.len() <= usize::from(gso.gso_size()) {
-            1
-        } else {
-            datagram.len().div_ceil(unit.max(1))
-        };
-        let unit = if count == 1 { datagram.len() } else { unit };
+        let udp_csum_at = l4 + usize::from(UDP_CSUM_OFFSET);
+        if datagram.len() <= usize::from(gso.gso_size()) {
+            // It fits: one datagram, not fragmented, its IP header untouched.
+            let start = self.out.len();
+            self.out.extend_from_slice(frame);
+            let whole = self.out.get_mut(start..).unwrap_or_default();
+            put16(whole, udp_csum_at, udp_csum)?;
+            self.ranges.push(start..self.out.len());
+            return Ok(());
+        }
+        // validate() refused gso_size < 8, so the unit is at least 8.
+        let unit = gso.fragment_size().max(usize::from(FRAGMENT_UNIT));
+        let count = datagram.len().div_ceil(unit);
         let fragment_id = self.next_fragment_id;
         self.next_fragment_id = self.next_fragment_id.wrapping_add(1);
-        let extra = match gso.ip() {
-            IpVersion::V6 if count > 1 => IPV6_FRAGMENT_HEADER_LEN,
-            _ => 0,
+        let fragment_header_len = match gso.ip() {
+            IpVersion::V4 => 0,
+            IpVersion::V6 => IPV6_FRAGMENT_HEADER_LEN,
         };
-        self.reserve(count, l4 + extra, datagram.len());
+        self.reserve(count, l4 + fragment_header_len, datagram.len());
         for index in 0..count {
             let offset = index * unit;
             let piece = datagram
@@ -60,34 +67,29 @@ impl Segmenter {
                 .unwrap_or_default();
             let more = index + 1 < count;
             let start = self.out.len();
-            let Some(fixed) = headers.get(..l3 + IPV6_HEADER_LEN.min(l4 - l3)) else {
-                return Err(super::mismatch(l4, headers.len()));
-            };
-            match gso.ip() {
-                IpVersion::V4 => self.out.extend_from_slice(headers),
-                IpVersion::V6 if count == 1 => self.out.extend_from_slice(headers),
-                IpVersion::V6 => {
-                    self.out.extend_from_slice(fixed);
-                    let offset_word = (offset as u16) | u16::from(more);
-                    let mut fragment_header = [0u8; IPV6_FRAGMENT_HEADER_LEN];
-                    fragment_header[0] = IPPROTO_UDP;
-                    fragment_header[2..4].copy_from_slice(&offset_word.to_be_bytes());
-                    fragment_header[4..8].copy_from_slice(&fragment_id.to_be_bytes());
-                    self.out.extend_from_slice(&fragment_header);
-                }
+            // For IPv6, `headers` is the fixed header alone: IpAddrs::read refused extensions.
+            self.out.extend_from_slice(headers);
+            if gso.ip() == IpVersion::V6 {
+                // RFC 8200 § 4.5: next header, reserved, offset (bytes, a multiple of 8) | M,
+                // identification.
+                let offset_word = (offset as u16) | u16::from(more);
+                let [off_hi, off_lo] = offset_word.to_be_bytes();
+                let [id0, id1, id2, id3] = fragment_id.to_be_bytes();
+                self.out
+                    .extend_from_slice(&[IPPROTO_UDP, 0, off_hi, off_lo, id0, id1, id2, id3]);
             }
-            let piece_at = self.out.len() - start;
             self.out.extend_from_slice(piece);
             let segment = self.out.get_mut(start..).unwrap_or_default();
             if index == 0 {
-                put16(segment, piece_at + usize::from(UDP_CSUM_OFFSET), udp_csum)?;
+                put16(segment, udp_csum_at + fragment_header_len, udp_csum)?;
             }
             let ip_len = segment.len().saturating_sub(l3);
             match gso.ip() {
                 IpVersion::V4 => {
                     put16(segment, l3 + 2, ip_len as u16)?;
-                    // Offsets count 8-byte units; `unit` is a multiple of 8 (validate).
-                    let units = (offset / 8) as u16;
+                    // The whole word is rewritten: DF cleared, as `inet_gso_segment` does.
+                    // offset ≤ 65535, so offset / 8 fits the 13-bit field.
+                    let units = (offset / usize::from(FRAGMENT_UNIT)) as u16;
                     let flags = if more { IPV4_MORE_FRAGMENTS } else { 0 };
                     put16(segment, l3 + 6, units | flags)?;
                     fill_ipv4_checksum(segment, l3, l4)?;
@@ -98,9 +100,7 @@ impl Segmenter {
                         l3 + 4,
                         ip_len.saturating_sub(IPV6_HEADER_LEN) as u16,
                     )?;
-                    if count > 1 {
-                        put_bytes(segment, l3 + 6, &[IPPROTO_FRAGMENT])?;
-                    }
+                    put_bytes(segment, l3 + 6, &[IPPROTO_FRAGMENT])?;
                 }
             }
             self.ranges.push(start..self.out.len());

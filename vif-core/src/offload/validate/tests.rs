@@ -405,7 +405,8 @@ fn ipv6_ufo_fragment_must_fit_the_payload_length() {
 
 #[test]
 fn caps_from_feature_bits() {
-    let acked = (1 << feature::CSUM) | (1 << feature::HOST_TSO6) | (1u64 << feature::HOST_USO);
+    use crate::model::offloads::feature::{CSUM, HOST_TSO6, HOST_USO};
+    let acked = (1 << CSUM) | (1 << HOST_TSO6) | (1u64 << HOST_USO);
     let caps = TxOffloadCaps::from_features(acked);
     assert!(caps.csum && caps.host_tso6 && caps.host_uso);
     assert!(!caps.host_tso4 && !caps.host_ecn && !caps.host_ufo);
