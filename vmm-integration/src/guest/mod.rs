@@ -18,7 +18,7 @@
 //! - [`memory`]: the memfd RAM and its bump allocator.
 //! - [`vring`]: one split virtqueue from the driver side (free list, suppression, waits).
 //! - [`handshake`]: the vhost-user negotiation and vring start.
-//! - `net.rs`: virtio-net operations on queue pairs (RX queue `2 * qp`, TX queue `2 * qp + 1`,
+//! - `net/`: virtio-net operations on queue pairs (RX queue `2 * qp`, TX queue `2 * qp + 1`,
 //!   VIRTIO 1.2 § 5.1.2).
 //! - [`raw`]: hostile access to a ring for tests of the backend's defences.
 //!
@@ -48,7 +48,7 @@ pub use config::{feature, GuestConfig, NetConfig, TxLayout};
 pub use error::GuestError;
 pub use handshake::Negotiated;
 pub use memory::GuestRam;
-pub use net::{PreparedFrame, RxBurst};
+pub use net::{PreparedFrame, RxBurst, MAX_TX_LEN};
 pub use raw::{RawQueue, VringDesc};
 pub use vring::RingStats;
 

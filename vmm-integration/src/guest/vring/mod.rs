@@ -10,13 +10,19 @@
 //! Ring indices are accessed with atomic loads/stores: the device is another thread or process
 //! mapping the same memfd (VIRTIO 1.2 § 2.7.13 on the barriers between ring writes and `idx`).
 
+mod notify;
+mod raw_access;
+#[cfg(test)]
+mod tests;
+
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{fence, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::Ordering;
 
 use vhost::VringConfigData;
 use virtio_queue::desc::split::Descriptor;
 use vm_memory::{GuestAddress, Le64};
+
+pub use notify::vring_need_event;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
@@ -29,10 +35,6 @@ pub const VRING_DESC_F_NEXT: u16 = 1;
 pub const VRING_DESC_F_WRITE: u16 = 2;
 /// `VRING_DESC_F_INDIRECT`: the buffer is a table of descriptors (§ 2.7.5.3).
 pub const VRING_DESC_F_INDIRECT: u16 = 4;
-/// `VRING_AVAIL_F_NO_INTERRUPT` (§ 2.7.7), used when `EVENT_IDX` is off.
-const VRING_AVAIL_F_NO_INTERRUPT: u16 = 1;
-/// `VRING_USED_F_NO_NOTIFY` (§ 2.7.10), honoured when `EVENT_IDX` is off.
-const VRING_USED_F_NO_NOTIFY: u16 = 1;
 
 /// Bytes of one descriptor (`struct virtq_desc`).
 pub const DESC_LEN: u64 = 16;
@@ -121,12 +123,6 @@ pub struct DriverRing {
     kick: EventFd,
     epoll: Epoll,
     stats: RingStats,
-}
-
-/// `vring_need_event` (VIRTIO 1.2 § 2.7.10, Linux `include/uapi/linux/virtio_ring.h`): whether
-/// moving an index from `old` to `new` crossed `event`.
-pub fn vring_need_event(event: u16, new: u16, old: u16) -> bool {
-    new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }
 
 impl DriverRing {
@@ -423,51 +419,6 @@ impl DriverRing {
         Ok(())
     }
 
-    /// Kicks the device if it wants to hear about the entries published since the last
-    /// decision: `avail_event` with `EVENT_IDX`, else `VRING_USED_F_NO_NOTIFY`
-    /// (VIRTIO 1.2 § 2.7.13.4 and § 2.7.10). Returns whether it kicked.
-    pub fn kick_if_needed(&mut self, ram: &GuestRam) -> Result<bool, GuestError> {
-        if self.published_avail == self.last_kick_avail {
-            return Ok(false);
-        }
-        // The idx store must be visible before we read the device's suppression state, or both
-        // sides may decide the other will act (Linux `virtqueue_kick_prepare`'s `virtio_mb`).
-        fence(Ordering::SeqCst);
-        let needed = if self.event_idx {
-            let avail_event: u16 = ram.load(self.avail_event_addr(), Ordering::Relaxed)?;
-            vring_need_event(avail_event, self.published_avail, self.last_kick_avail)
-        } else {
-            let flags: u16 = ram.load(self.used_ring, Ordering::Relaxed)?;
-            flags & VRING_USED_F_NO_NOTIFY == 0
-        };
-        self.last_kick_avail = self.published_avail;
-        if needed {
-            self.kick()?;
-        } else {
-            self.stats.kicks_suppressed += 1;
-        }
-        Ok(needed)
-    }
-
-    /// Writes the kick eventfd unconditionally.
-    pub fn kick(&mut self) -> Result<(), GuestError> {
-        self.kick.write(1).map_err(|source| GuestError::Notify {
-            op: "kick",
-            queue: self.index,
-            source,
-        })?;
-        self.stats.kicks += 1;
-        Ok(())
-    }
-
-    fn avail_event_addr(&self) -> GuestAddress {
-        GuestAddress(self.used_ring.0 + 4 + 8 * u64::from(self.size))
-    }
-
-    fn used_event_addr(&self) -> GuestAddress {
-        GuestAddress(self.avail_ring.0 + 4 + 2 * u64::from(self.size))
-    }
-
     /// `used.idx` as the device last published it.
     pub fn used_idx(&self, ram: &GuestRam) -> Result<u16, GuestError> {
         ram.load(GuestAddress(self.used_ring.0 + 2), Ordering::Acquire)
@@ -589,139 +540,6 @@ impl DriverRing {
             }),
         }
     }
-
-    /// Asks for a call once `after + 1` more elements are used (`used_event`, § 2.7.10), or
-    /// clears `VRING_AVAIL_F_NO_INTERRUPT` without `EVENT_IDX`.
-    fn enable_interrupts(&mut self, ram: &GuestRam, after: u16) -> Result<(), GuestError> {
-        if self.event_idx {
-            ram.store(
-                self.last_used.wrapping_add(after),
-                self.used_event_addr(),
-                Ordering::Relaxed,
-            )?;
-        } else {
-            ram.store(0u16, self.avail_ring, Ordering::Relaxed)?;
-        }
-        // Publish the request before re-reading `used.idx`, or a completion between the two
-        // could go unsignalled (Linux `virtqueue_enable_cb`).
-        fence(Ordering::SeqCst);
-        Ok(())
-    }
-
-    /// Polling mode: no calls wanted. With `EVENT_IDX` a stale `used_event` already silences the
-    /// device, so only the flag needs writing.
-    fn disable_interrupts(&mut self, ram: &GuestRam) -> Result<(), GuestError> {
-        if !self.event_idx {
-            ram.store(
-                VRING_AVAIL_F_NO_INTERRUPT,
-                self.avail_ring,
-                Ordering::Relaxed,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Waits until more than `have` used elements are pending, sleeping on the call eventfd;
-    /// `Timeout` at `deadline`.
-    pub fn wait_used(
-        &mut self,
-        ram: &GuestRam,
-        have: u16,
-        deadline: Instant,
-        op: &'static str,
-        timeout: Duration,
-    ) -> Result<(), GuestError> {
-        let mut events = [EpollEvent::default(); 1];
-        loop {
-            if self.pending_used(ram)? > have {
-                return Ok(());
-            }
-            self.enable_interrupts(ram, have)?;
-            if self.pending_used(ram)? > have {
-                return self.disable_interrupts(ram);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                self.disable_interrupts(ram)?;
-                return Err(GuestError::Timeout {
-                    op,
-                    queue: self.index,
-                    timeout,
-                });
-            }
-            let remaining = deadline - now;
-            let millis = i32::try_from(remaining.as_millis().saturating_add(1)).unwrap_or(i32::MAX);
-            self.stats.sleeps += 1;
-            match self.epoll.wait(millis, &mut events) {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(GuestError::Notify {
-                        op,
-                        queue: self.index,
-                        source,
-                    })
-                }
-            }
-            // Non-blocking: EAGAIN just means the wake-up was for an earlier call.
-            let _ = self.call.read();
-            self.disable_interrupts(ram)?;
-        }
-    }
-
-    // ---- raw access for hostile tests (see `raw.rs`) ----
-
-    /// Removes `count` descriptors from the free list for the raw API's exclusive use.
-    pub(crate) fn take_free(&mut self, count: u16) -> Result<Vec<u16>, GuestError> {
-        if count > self.num_free {
-            return Err(self.ring_full(usize::from(count)));
-        }
-        let mut taken = Vec::with_capacity(usize::from(count));
-        for _ in 0..count {
-            let index = self.free_head;
-            self.free_head = self.links[usize::from(index)];
-            self.num_free -= 1;
-            self.chains[usize::from(index)].state = HeadState::Raw;
-            taken.push(index);
-        }
-        Ok(taken)
-    }
-
-    pub(crate) fn write_desc_raw(
-        &mut self,
-        ram: &GuestRam,
-        index: u16,
-        desc: Descriptor,
-    ) -> Result<(), GuestError> {
-        if index >= self.size {
-            return Err(GuestError::DescIndexOutOfRange {
-                queue: self.index,
-                index,
-                size: self.size,
-            });
-        }
-        ram.write_obj(desc, self.desc_addr(index))
-    }
-
-    /// Pushes any head value, even out of range, and publishes it.
-    pub(crate) fn push_avail_raw(&mut self, ram: &GuestRam, head: u16) -> Result<(), GuestError> {
-        self.push_avail(ram, head)?;
-        self.publish(ram)
-    }
-
-    /// Stores `idx` into `avail.idx` directly: a jump the device must survive.
-    pub(crate) fn set_avail_idx_raw(&mut self, ram: &GuestRam, idx: u16) -> Result<(), GuestError> {
-        self.counts_trusted = false;
-        ram.store(idx, GuestAddress(self.avail_ring.0 + 2), Ordering::Release)?;
-        self.next_avail = idx;
-        self.published_avail = idx;
-        Ok(())
-    }
-
-    /// The used element at ring position `idx`, unchecked: what the device wrote.
-    pub(crate) fn used_elem_raw(&self, ram: &GuestRam, idx: u16) -> Result<(u32, u32), GuestError> {
-        self.read_used(ram, idx.wrapping_sub(self.last_used))
-    }
 }
 
 fn segment_flags(segment: &Segment) -> u16 {
@@ -729,143 +547,5 @@ fn segment_flags(segment: &Segment) -> u16 {
         VRING_DESC_F_WRITE
     } else {
         0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ring(size: u16, event_idx: bool) -> (GuestRam, DriverRing) {
-        let mut ram = GuestRam::new(0x10_0000, 1 << 20).unwrap();
-        let ring = DriverRing::new(0, size, &mut ram, event_idx).unwrap();
-        (ram, ring)
-    }
-
-    fn seg(addr: u64, len: u32) -> Segment {
-        Segment {
-            addr: GuestAddress(addr),
-            len,
-            device_writable: false,
-        }
-    }
-
-    /// Plays the device: marks `head` used with `len` by writing the used ring.
-    fn device_use(ram: &GuestRam, ring: &DriverRing, head: u32, len: u32) {
-        let used_idx = ring.used_idx(ram).unwrap();
-        let slot = ring.used_ring().0 + 4 + 8 * u64::from(used_idx & (ring.size() - 1));
-        ram.write_obj(
-            Le64::from(u64::from(head) | (u64::from(len) << 32)),
-            GuestAddress(slot),
-        )
-        .unwrap();
-        ram.store(
-            used_idx.wrapping_add(1),
-            GuestAddress(ring.used_ring().0 + 2),
-            Ordering::Release,
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn need_event_matches_the_spec_examples() {
-        // Event at 5: moving 4 -> 6 crosses it, 6 -> 8 does not; wrap-around works the same.
-        assert!(vring_need_event(5, 6, 4));
-        assert!(!vring_need_event(5, 8, 6));
-        assert!(vring_need_event(0xffff, 1, 0xfffe));
-        assert!(!vring_need_event(3, 3, 3));
-    }
-
-    #[test]
-    fn chains_link_through_next_and_free_back() {
-        let (ram, mut ring) = ring(8, false);
-        let head = ring
-            .add_chain(&ram, &[seg(0x10_1000, 12), seg(0x10_2000, 60)])
-            .unwrap();
-        assert_eq!((head, ring.num_free()), (0, 6));
-        let first: Descriptor = ram.read_obj(ring.desc_table()).unwrap();
-        assert_eq!(
-            (first.len(), first.flags(), first.next()),
-            (12, VRING_DESC_F_NEXT, 1)
-        );
-        let second: Descriptor = ram
-            .read_obj(GuestAddress(ring.desc_table().0 + 16))
-            .unwrap();
-        assert_eq!((second.addr().0, second.flags()), (0x10_2000, 0));
-        ring.publish(&ram).unwrap();
-        let avail_idx: u16 = ram
-            .load(GuestAddress(ring.avail_ring().0 + 2), Ordering::Acquire)
-            .unwrap();
-        assert_eq!(avail_idx, 1);
-
-        device_use(&ram, &ring, 0, 0);
-        let used = ring.pop_used(&ram).unwrap().unwrap();
-        assert_eq!((used.id, used.raw), (0, false));
-        ring.free_chain(used.id);
-        assert_eq!((ring.num_free(), ring.in_flight()), (8, 0));
-        // LIFO free list: the freed chain is reused first.
-        assert_eq!(ring.next_free_head(), Some(0));
-    }
-
-    #[test]
-    fn device_lies_are_caught() {
-        let (ram, mut ring) = ring(8, false);
-        ring.add_chain(&ram, &[seg(0x10_1000, 64)]).unwrap();
-        ring.publish(&ram).unwrap();
-        device_use(&ram, &ring, 9, 0);
-        assert!(matches!(
-            ring.pop_used(&ram),
-            Err(GuestError::UsedIdOutOfRange { id: 9, .. })
-        ));
-        device_use(&ram, &ring, 3, 0);
-        assert!(matches!(
-            ring.pending_used(&ram),
-            Err(GuestError::UsedIdxJump { .. })
-        ));
-    }
-
-    #[test]
-    fn kicks_follow_avail_event() {
-        let (ram, mut ring) = ring(8, true);
-        // avail_event = 0: the first entry (idx 0 -> 1) crosses it, the second does not.
-        ring.add_chain(&ram, &[seg(0x10_1000, 64)]).unwrap();
-        ring.publish(&ram).unwrap();
-        assert!(ring.kick_if_needed(&ram).unwrap());
-        ring.add_chain(&ram, &[seg(0x10_1000, 64)]).unwrap();
-        ring.publish(&ram).unwrap();
-        assert!(!ring.kick_if_needed(&ram).unwrap());
-        assert_eq!(ring.kick_fd().read().unwrap(), 1);
-    }
-
-    #[test]
-    fn wait_times_out_and_wakes_on_call() {
-        let (ram, mut ring) = ring(8, true);
-        ring.add_chain(&ram, &[seg(0x10_1000, 64)]).unwrap();
-        ring.publish(&ram).unwrap();
-        let err = ring
-            .wait_used(&ram, 0, Instant::now(), "wait", Duration::ZERO)
-            .unwrap_err();
-        assert!(matches!(err, GuestError::Timeout { .. }));
-        device_use(&ram, &ring, 0, 0);
-        ring.call_fd().write(1).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        ring.wait_used(&ram, 0, deadline, "wait", Duration::from_secs(5))
-            .unwrap();
-        assert_eq!(ring.pending_used(&ram).unwrap(), 1);
-    }
-
-    #[test]
-    fn indirect_chain_uses_one_ring_descriptor() {
-        let (mut ram, mut ring) = ring(8, false);
-        let head = ring
-            .add_indirect(&mut ram, &[seg(0x10_1000, 12), seg(0x10_2000, 100)])
-            .unwrap();
-        assert_eq!(ring.num_free(), 7);
-        let desc: Descriptor = ram
-            .read_obj(GuestAddress(ring.desc_table().0 + 16 * u64::from(head)))
-            .unwrap();
-        assert_eq!((desc.flags(), desc.len()), (VRING_DESC_F_INDIRECT, 32));
-        let inner: Descriptor = ram.read_obj(GuestAddress(desc.addr().0 + 16)).unwrap();
-        assert_eq!((inner.addr().0, inner.len()), (0x10_2000, 100));
     }
 }
