@@ -103,7 +103,8 @@ impl Default for RestartPolicy {
 pub struct Launcher {
     binary: PathBuf,
     args: Vec<OsString>,
-    envs: Vec<(OsString, OsString)>,
+    /// Environment changes in call order: `Some` sets, `None` removes.
+    envs: Vec<(OsString, Option<OsString>)>,
     output: Output,
     restart: Option<RestartPolicy>,
     stop_grace: Duration,
@@ -159,7 +160,13 @@ impl Launcher {
     }
 
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Launcher {
-        self.envs.push((key.into(), value.into()));
+        self.envs.push((key.into(), Some(value.into())));
+        self
+    }
+
+    /// Runs the daemon without `key` in its environment (e.g. `XDG_RUNTIME_DIR`).
+    pub fn env_remove(mut self, key: impl Into<OsString>) -> Launcher {
+        self.envs.push((key.into(), None));
         self
     }
 
@@ -239,9 +246,15 @@ impl Launcher {
                 (Stdio::from(open()?), Stdio::from(open()?))
             }
         };
-        Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        for (key, value) in &self.envs {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        command
             .args(&self.args)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)
@@ -318,6 +331,24 @@ impl DaemonHandle {
         true
     }
 
+    /// Waits up to `deadline` for the daemon to exit on its own (a start that fails exits at
+    /// once); `None` if it is still running then. Without a supervisor only: with one, an exit
+    /// is followed by a restart.
+    pub fn wait_exit(&self, deadline: Duration) -> Result<Option<ExitStatus>, LauncherError> {
+        let mut state = self.shared.lock();
+        let Some(child) = state.child.as_mut() else {
+            return Ok(state.last_exit);
+        };
+        let status = wait_deadline(child, deadline)?;
+        if status.is_some() {
+            state.last_exit = status;
+            if self.supervisor.is_none() {
+                state.child = None;
+            }
+        }
+        Ok(status)
+    }
+
     /// Whether the daemon process is running now (reaps it if it exited and nobody restarts it).
     pub fn is_running(&self) -> bool {
         let mut state = self.shared.lock();
@@ -388,6 +419,32 @@ impl DaemonHandle {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         u64::try_from(meta.ctime()).is_ok_and(|ctime| ctime.saturating_add(1) >= spawned)
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would (no cleanup: its sockets stay behind as
+    /// stale files), and reaps it. A supervisor, if any, restarts it as after any crash.
+    pub fn kill(&self) -> Result<Option<ExitStatus>, LauncherError> {
+        let mut state = self.shared.lock();
+        let Some(child) = state.child.as_mut() else {
+            return Ok(None);
+        };
+        let pid = child.id();
+        if let Ok(Some(status)) = child.try_wait() {
+            return Ok(Some(status));
+        }
+        child.kill().map_err(|source| LauncherError::Signal {
+            pid,
+            signal: "SIGKILL",
+            source,
+        })?;
+        let waited = Duration::from_secs(5);
+        let status =
+            wait_deadline(child, waited)?.ok_or(LauncherError::KillTimeout { pid, waited })?;
+        state.last_exit = Some(status);
+        if self.supervisor.is_none() {
+            state.child = None;
+        }
+        Ok(Some(status))
     }
 
     /// Stops the daemon: SIGTERM, up to the grace period for it to exit, then SIGKILL. Returns
@@ -586,6 +643,14 @@ mod tests {
         let status = handle.stop().unwrap().unwrap();
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(status.signal(), Some(libc::SIGTERM));
+    }
+
+    #[test]
+    fn wait_exit_reports_status() {
+        let handle = Launcher::new("false").output(Output::Null).spawn().unwrap();
+        let status = handle.wait_exit(Duration::from_secs(30)).unwrap();
+        assert_eq!(status.and_then(|s| s.code()), Some(1));
+        assert!(!handle.is_running());
     }
 
     #[test]
