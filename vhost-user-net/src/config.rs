@@ -508,6 +508,21 @@ uplink = { type = "local", segment = "lab" }
     }
 
     #[test]
+    fn example_file_parses() {
+        let text = include_str!("../../examples/vif.toml");
+        let config = DaemonConfig::parse(text, "examples/vif.toml", Path::new("examples")).unwrap();
+        let modes: Vec<_> = config
+            .vifs
+            .iter()
+            .map(|v| (v.spec.id.as_str(), v.mode))
+            .collect();
+        assert_eq!(
+            modes,
+            [("web-1", SocketMode::Server), ("db-1", SocketMode::Client)]
+        );
+    }
+
+    #[test]
     fn arbitrary_text_never_panics() {
         use proptest::prelude::*;
         proptest!(|(text in "[\\[\\]a-z=\"0-9 \n.{},:_-]{0,200}")| {
