@@ -224,9 +224,10 @@ impl NetBackend {
 
     /// Registers each worker's wake eventfd on that worker's epoll. Call once per
     /// `VhostUserDaemon`, right after creating it (see the module docs).
-    pub fn register_listeners(
+    /// Generic over the handler's backend so a wrapper around `Arc<NetBackend>` works too.
+    pub fn register_listeners<T: VhostUserBackend>(
         &self,
-        handlers: &[Arc<VringEpollHandler<Arc<NetBackend>>>],
+        handlers: &[Arc<VringEpollHandler<T>>],
     ) -> Result<(), BackendError> {
         for (worker, handler) in handlers.iter().enumerate() {
             let Some(inbox) = self.port.inbox(worker) else {
