@@ -239,7 +239,7 @@ impl RxPath {
             };
             let head = chain.head_index();
             if !collect_writable(chain, mem, &mut self.spans) {
-                self.frame_chains.push((head, 0, true));
+                self.reject(head, good_chains);
                 continue;
             }
             let capacity: usize = self.spans.iter().map(|span| span.len).sum();
@@ -247,16 +247,12 @@ impl RxPath {
             if good_chains == 0 {
                 // The header goes at the start of the first chain (§ 5.1.6.3).
                 if capacity < VIRTIO_NET_HDR_LEN {
-                    self.frame_chains.push((head, 0, true));
+                    self.reject(head, good_chains);
                     continue;
                 }
                 if !mergeable && capacity < total {
                     // Put this chain back for a smaller frame; this one cannot be delivered.
-                    // The bad chains walked before it are returned empty.
                     chains.go_to_previous_position();
-                    for &(bad, _, _) in &self.frame_chains {
-                        self.used.push((bad, 0));
-                    }
                     self.frame_chains.clear();
                     return Fill::Dropped(DropReason::RxBufferTooSmall);
                 }
@@ -268,7 +264,7 @@ impl RxPath {
                 .get(..rest.len().min(capacity.saturating_sub(offset)))
                 .unwrap_or_default();
             if write_spans(mem, &self.spans, offset, chunk).is_err() {
-                self.frame_chains.push((head, 0, true));
+                self.reject(head, good_chains);
                 continue;
             }
             written += chunk.len();
@@ -287,10 +283,26 @@ impl RxPath {
             // Checked when the chain was walked; cannot fail while we hold the memory guard.
             self.batch.record_drop(DropReason::QueueError);
         }
-        for &(head, len, _) in &self.frame_chains {
+        for &(head, len, bad) in &self.frame_chains {
+            if bad {
+                self.batch.record_drop(DropReason::QueueError);
+            }
             self.used.push((head, len));
         }
         Fill::Delivered
+    }
+
+    /// A bad chain. Before the frame's first good chain it is returned at once (length 0), so a
+    /// ring holding only bad chains is drained rather than re-walked forever; after it, the
+    /// chain stays with the frame so a rewind on starvation stays exact, and is returned (and
+    /// counted) when the frame completes.
+    fn reject(&mut self, head: u16, good_chains: u16) {
+        if good_chains == 0 {
+            self.batch.record_drop(DropReason::QueueError);
+            self.used.push((head, 0));
+        } else {
+            self.frame_chains.push((head, 0, true));
+        }
     }
 
     /// Puts back every chain taken for the current frame.
