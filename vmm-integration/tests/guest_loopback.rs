@@ -636,3 +636,59 @@ fn hostile_chain_then_normal_traffic() {
     );
     finish(guest, server);
 }
+
+#[test]
+fn big_packet_chains_without_mrg_rxbuf() {
+    let cfg = GuestConfig::default().with_feature(feature::MRG_RXBUF, false);
+    let (_backend, mut guest, server) = connected("bigpkt.sock", cfg, 1);
+    // Linux's layout without MRG_RXBUF: header descriptor, then page-sized ones.
+    let posted = guest.post_rx_chains(0, 4, &[12, 4096, 4096, 4096]).unwrap();
+    assert_eq!(posted, 4);
+    let sent = frame(9000, 11);
+    guest.send(0, &VirtioNetHdr::default(), &sent).unwrap();
+    let (hdr, got) = guest.recv_timeout(0, WAIT).unwrap();
+    assert_eq!((hdr.num_buffers, got.len()), (1, sent.len()));
+    assert_eq!(got, sent);
+    finish(guest, server);
+}
+
+#[test]
+fn stop_reports_vring_bases_and_resume_starts_there() {
+    let backend = Arc::new(Mutex::new(Loopback::new(1)));
+    let path = socket_path("stop.sock");
+    let server = serve_once(&backend, &path);
+    let mut guest = VirtualGuest::connect(&path, GuestConfig::default()).unwrap();
+    guest.post_rx_buffers(0, 8, 2048).unwrap();
+    let sent = frame(200, 12);
+    guest.send(0, &VirtioNetHdr::default(), &sent).unwrap();
+    assert_eq!(guest.recv_timeout(0, WAIT).unwrap().1, sent);
+    guest.wait_tx_done(0, WAIT).unwrap();
+    // The device consumed one RX buffer and one TX chain.
+    assert_eq!(guest.stop().unwrap(), vec![1, 1]);
+    guest.disconnect();
+    server.join().unwrap();
+
+    let server = serve_once(&backend, &path);
+    guest.reconnect(Reconnect::Resume).unwrap();
+    guest.send(0, &VirtioNetHdr::default(), &sent).unwrap();
+    assert_eq!(guest.recv_timeout(0, WAIT).unwrap().1, sent);
+    finish(guest, server);
+}
+
+#[test]
+fn guest_moves_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<VirtualGuest>();
+    let (_backend, mut guest, server) = connected("thread.sock", GuestConfig::default(), 1);
+    guest.post_rx_buffers(0, 4, 2048).unwrap();
+    let sent = frame(80, 13);
+    let mut guest = std::thread::spawn(move || {
+        guest.send(0, &VirtioNetHdr::default(), &sent).unwrap();
+        assert_eq!(guest.recv_timeout(0, WAIT).unwrap().1, sent);
+        guest
+    })
+    .join()
+    .unwrap();
+    guest.disconnect();
+    server.join().unwrap();
+}

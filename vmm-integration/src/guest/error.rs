@@ -90,6 +90,8 @@ pub enum GuestError {
         queue: u16,
         timeout: Duration,
     },
+    #[error("GET_VRING_BASE for queue {queue} returned {base}, past the 16-bit ring index")]
+    VringBaseOutOfRange { queue: u16, base: u32 },
     #[error("no backend connected to {path:?} within {timeout:?}")]
     AcceptTimeout { path: PathBuf, timeout: Duration },
     #[error("the guest is not connected to a backend")]

@@ -42,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost::vhost_user::Frontend;
+use vhost::VhostBackend;
 use vif_core::mac::MacAddr;
 
 pub use config::{feature, GuestConfig, NetConfig, TxLayout};
@@ -116,6 +117,8 @@ pub struct VirtualGuest {
     /// Vrings by index: RX of pair `qp` at `2 * qp`, TX at `2 * qp + 1`.
     queues: Vec<NetQueue>,
     negotiated: Negotiated,
+    /// Where each vring stopped, from `GET_VRING_BASE` in [`VirtualGuest::stop`].
+    stopped_bases: Option<Vec<u16>>,
 }
 
 impl VirtualGuest {
@@ -167,6 +170,7 @@ impl VirtualGuest {
             ram,
             queues,
             negotiated,
+            stopped_bases: None,
         };
         guest.start_device(frontend, None)?;
         Ok(guest)
@@ -188,6 +192,26 @@ impl VirtualGuest {
         }
         self.frontend = Some(frontend);
         Ok(())
+    }
+
+    /// Stops every vring as QEMU's `vhost_dev_stop` does: `GET_VRING_BASE` on each, after which
+    /// the backend no longer touches it (vhost-user spec, "Ring states"). Returns the bases by
+    /// vring index; a later [`Reconnect::Resume`] starts the new backend from them rather than
+    /// from `used.idx`. The connection stays open but the device is stopped.
+    pub fn stop(&mut self) -> Result<Vec<u16>, GuestError> {
+        let frontend = self.frontend.as_mut().ok_or(GuestError::NotConnected)?;
+        let mut bases = Vec::with_capacity(self.queues.len());
+        for queue in &self.queues {
+            let index = queue.ring.index();
+            let base = frontend
+                .get_vring_base(usize::from(index))
+                .map_err(error::vhost_err("GET_VRING_BASE"))?;
+            let base = u16::try_from(base)
+                .map_err(|_| GuestError::VringBaseOutOfRange { queue: index, base })?;
+            bases.push(base);
+        }
+        self.stopped_bases = Some(bases.clone());
+        Ok(bases)
     }
 
     /// Drops the connection (the backend sees a hang-up); rings and memory stay.
@@ -212,6 +236,7 @@ impl VirtualGuest {
         let mut frontend = frontend_from(stream, &self.cfg)?;
         let negotiated = negotiate(&mut frontend, &self.cfg)?;
         let mut bases = vec![0u16; self.queues.len()];
+        let stopped_bases = self.stopped_bases.take();
         match mode {
             Reconnect::Fresh => {
                 let event_idx = negotiated.has(feature::EVENT_IDX);
@@ -226,8 +251,13 @@ impl VirtualGuest {
                         after: negotiated.acked_features,
                     });
                 }
-                for (base, queue) in bases.iter_mut().zip(&mut self.queues) {
-                    *base = queue.ring.resume_base(&self.ram)?;
+                match stopped_bases {
+                    Some(stopped) => bases = stopped,
+                    None => {
+                        for (base, queue) in bases.iter_mut().zip(&mut self.queues) {
+                            *base = queue.ring.resume_base(&self.ram)?;
+                        }
+                    }
                 }
             }
         }

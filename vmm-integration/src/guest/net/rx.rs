@@ -10,7 +10,7 @@ use vm_memory::GuestAddress;
 use super::{NetQueue, RxBurst, HDR_LEN};
 use crate::guest::error::GuestError;
 use crate::guest::memory::GuestRam;
-use crate::guest::vring::Segment;
+use crate::guest::vring::{Segment, MAX_CHAIN};
 use crate::guest::VirtualGuest;
 
 /// Offset of `num_buffers` in `virtio_net_hdr_v1` (VIRTIO 1.2 § 5.1.6).
@@ -20,11 +20,11 @@ impl NetQueue {
     /// Buffers the next received packet needs (`num_buffers`, or 1 without `MRG_RXBUF`) and
     /// how many used elements are pending. `None` when nothing is pending.
     fn next_packet(
-        &self,
+        &mut self,
         ram: &GuestRam,
         mergeable: bool,
     ) -> Result<Option<(u16, u16)>, GuestError> {
-        let pending = self.ring.pending_used(ram)?;
+        let pending = self.ring.pending_at_least(ram, 1)?;
         if pending == 0 {
             return Ok(None);
         }
@@ -34,6 +34,7 @@ impl NetQueue {
         }
         let at = GuestAddress(self.slot_addr(first.id) + NUM_BUFFERS_OFFSET);
         let num_buffers = u16::from_le_bytes(ram.read_obj::<[u8; 2]>(at)?);
+        let pending = self.ring.pending_at_least(ram, num_buffers)?;
         Ok(Some((num_buffers, pending)))
     }
 
@@ -105,27 +106,58 @@ impl VirtualGuest {
         count: u16,
         buf_len: u32,
     ) -> Result<u16, GuestError> {
-        if buf_len < HDR_LEN {
-            return Err(GuestError::RxBufferTooSmall {
-                len: buf_len,
-                min: HDR_LEN,
+        self.post_rx_chains(qp, count, &[buf_len])
+    }
+
+    /// Posts up to `count` RX buffers, each a chain of device-writable descriptors of the given
+    /// lengths over one contiguous buffer: Linux's "big packets" layout without `MRG_RXBUF`
+    /// (a header descriptor, then page-sized ones). Returns how many chains were posted.
+    pub fn post_rx_chains(
+        &mut self,
+        qp: u16,
+        count: u16,
+        segment_lens: &[u32],
+    ) -> Result<u16, GuestError> {
+        if segment_lens.is_empty() || segment_lens.len() > MAX_CHAIN {
+            return Err(GuestError::TooManySegments {
+                segments: segment_lens.len(),
+                max: MAX_CHAIN,
             });
         }
+        let total = segment_lens
+            .iter()
+            .try_fold(0u32, |sum, len| sum.checked_add(*len))
+            .filter(|total| *total >= HDR_LEN)
+            .ok_or(GuestError::RxBufferTooSmall {
+                len: segment_lens
+                    .iter()
+                    .fold(0u32, |sum, len| sum.saturating_add(*len)),
+                min: HDR_LEN,
+            })?;
         let q = self.rx_index(qp)?;
         let queue = &mut self.queues[q];
+        let mut segments = [Segment {
+            addr: GuestAddress(0),
+            len: 0,
+            device_writable: true,
+        }; MAX_CHAIN];
+        let n = segment_lens.len();
         let mut posted = 0;
-        while posted < count {
+        while posted < count && usize::from(queue.ring.num_free()) >= n {
             let Some(head) = queue.ring.next_free_head() else {
                 break;
             };
-            let addr = queue.slot(&mut self.ram, head, buf_len, buf_len)?;
-            queue.slots[usize::from(head)].posted = buf_len;
-            let segment = Segment {
-                addr: GuestAddress(addr),
-                len: buf_len,
-                device_writable: true,
-            };
-            queue.ring.add_chain(&self.ram, &[segment])?;
+            let mut addr = queue.slot(&mut self.ram, head, total, total)?;
+            queue.slots[usize::from(head)].posted = total;
+            for (segment, len) in segments.iter_mut().zip(segment_lens) {
+                *segment = Segment {
+                    addr: GuestAddress(addr),
+                    len: *len,
+                    device_writable: true,
+                };
+                addr += u64::from(*len);
+            }
+            queue.ring.add_chain(&self.ram, &segments[..n])?;
             posted += 1;
         }
         queue.ring.publish(&self.ram)?;
@@ -280,5 +312,75 @@ impl VirtualGuest {
         queue.ring.publish(&self.ram)?;
         queue.ring.kick_if_needed(&self.ram)?;
         result.map(|()| burst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use vm_memory::Le64;
+
+    /// One posted RX buffer of `len` bytes on a fresh queue.
+    fn queue_with_buffer(len: u32) -> (GuestRam, NetQueue, u16) {
+        let mut ram = GuestRam::new(0x10_0000, 1 << 20).unwrap();
+        let mut queue = NetQueue::new(0, 8, &mut ram, false).unwrap();
+        let head = queue.ring.next_free_head().unwrap();
+        let addr = queue.slot(&mut ram, head, len, len).unwrap();
+        queue.slots[usize::from(head)].posted = len;
+        let segment = Segment {
+            addr: GuestAddress(addr),
+            len,
+            device_writable: true,
+        };
+        queue.ring.add_chain(&ram, &[segment]).unwrap();
+        queue.ring.publish(&ram).unwrap();
+        (ram, queue, head)
+    }
+
+    /// Plays a device that reports `len` bytes written into `head`.
+    fn device_use(ram: &GuestRam, queue: &NetQueue, head: u16, len: u32) {
+        let used = queue.ring.used_ring();
+        let elem = Le64::from(u64::from(head) | (u64::from(len) << 32));
+        ram.write_obj(elem, GuestAddress(used.0 + 4)).unwrap();
+        ram.store(1u16, GuestAddress(used.0 + 2), Ordering::Release)
+            .unwrap();
+    }
+
+    #[test]
+    fn used_len_past_the_buffer_is_an_error_and_the_buffer_is_reposted() {
+        let (ram, mut queue, head) = queue_with_buffer(1526);
+        device_use(&ram, &queue, head, 4096);
+        let err = queue.take_packet(&ram, 1, |_, _, _, _| Ok(())).unwrap_err();
+        assert!(matches!(
+            err,
+            GuestError::UsedLenTooLarge {
+                len: 4096,
+                posted: 1526,
+                ..
+            }
+        ));
+        assert_eq!(queue.ring.in_flight(), 1);
+    }
+
+    #[test]
+    fn first_buffer_shorter_than_the_header_is_an_error() {
+        let (ram, mut queue, head) = queue_with_buffer(1526);
+        device_use(&ram, &queue, head, 11);
+        let err = queue.take_packet(&ram, 1, |_, _, _, _| Ok(())).unwrap_err();
+        assert!(matches!(err, GuestError::UsedLenTooShort { len: 11, .. }));
+    }
+
+    #[test]
+    fn mergeable_num_buffers_is_read_from_the_header() {
+        let (ram, mut queue, head) = queue_with_buffer(1526);
+        // virtio_net_hdr_v1 with num_buffers = 3 (bytes 10..12, little-endian).
+        let addr = queue.slot_addr(head);
+        ram.write(GuestAddress(addr + 10), &3u16.to_le_bytes())
+            .unwrap();
+        device_use(&ram, &queue, head, 100);
+        // Three buffers announced, one used so far: not complete.
+        assert_eq!(queue.next_packet(&ram, true).unwrap(), Some((3, 1)));
+        assert_eq!(queue.next_packet(&ram, false).unwrap(), Some((1, 1)));
     }
 }

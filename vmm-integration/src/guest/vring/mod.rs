@@ -119,6 +119,9 @@ pub struct DriverRing {
     /// `avail.idx` when the guest last decided whether to kick (`old` of `vring_need_event`).
     last_kick_avail: u16,
     last_used: u16,
+    /// `used.idx` as last loaded: elements up to it are consumed without touching the cache
+    /// line the device writes (the index is re-read only when these run out).
+    seen_used: u16,
     call: EventFd,
     kick: EventFd,
     epoll: Epoll,
@@ -181,6 +184,7 @@ impl DriverRing {
             published_avail: 0,
             last_kick_avail: 0,
             last_used: 0,
+            seen_used: 0,
             call,
             kick,
             epoll,
@@ -216,6 +220,7 @@ impl DriverRing {
         self.published_avail = 0;
         self.last_kick_avail = 0;
         self.last_used = 0;
+        self.seen_used = 0;
         // Drain a stale call from the previous device.
         let _ = self.call.read();
         self.disable_interrupts(ram)
@@ -436,8 +441,9 @@ impl DriverRing {
 
     /// Used elements the device published and the driver has not consumed. A device that
     /// claims more than is in flight is caught here.
-    pub fn pending_used(&self, ram: &GuestRam) -> Result<u16, GuestError> {
+    pub fn pending_used(&mut self, ram: &GuestRam) -> Result<u16, GuestError> {
         let used_idx = self.used_idx(ram)?;
+        self.seen_used = used_idx;
         let pending = used_idx.wrapping_sub(self.last_used);
         if self.counts_trusted && pending > self.in_flight {
             return Err(GuestError::UsedIdxJump {
@@ -449,6 +455,16 @@ impl DriverRing {
             });
         }
         Ok(pending)
+    }
+
+    /// Pending used elements, re-reading `used.idx` only when fewer than `want` are known:
+    /// batches then cost one load of the shared index, not one per element.
+    pub fn pending_at_least(&mut self, ram: &GuestRam, want: u16) -> Result<u16, GuestError> {
+        let known = self.seen_used.wrapping_sub(self.last_used);
+        if known >= want && known <= self.in_flight {
+            return Ok(known);
+        }
+        self.pending_used(ram)
     }
 
     fn read_used(&self, ram: &GuestRam, offset: u16) -> Result<(u32, u32), GuestError> {
@@ -496,7 +512,7 @@ impl DriverRing {
     /// Consumes the next used element. It is consumed even when invalid, so one bad element
     /// does not wedge the queue. A valid head becomes `Completed`: the caller frees or re-posts.
     pub fn pop_used(&mut self, ram: &GuestRam) -> Result<Option<UsedElem>, GuestError> {
-        if self.pending_used(ram)? == 0 {
+        if self.pending_at_least(ram, 1)? == 0 {
             return Ok(None);
         }
         let (id, len) = self.read_used(ram, 0)?;
