@@ -328,7 +328,8 @@ impl NetBackend {
             let _ = state.disable_notification();
             let outcome = worker.tx.process(state.get_queue_mut(), mem, &ctx);
             if outcome.chains > 0 {
-                signal(&mut state, &mut worker.tx.batch);
+                let stats = self.stats.queue_pair(thread_id).map(|pair| &pair.tx);
+                signal(&mut state, &mut worker.tx.batch, stats);
             }
             if outcome.broken {
                 worker.tx_broken = true;
@@ -379,7 +380,8 @@ impl NetBackend {
                     .rx
                     .deliver(state.get_queue_mut(), mem, &mut worker.backlog, negotiated);
             if outcome.chains > 0 {
-                signal(&mut state, &mut worker.rx.batch);
+                let stats = self.stats.queue_pair(thread_id).map(|pair| &pair.rx);
+                signal(&mut state, &mut worker.rx.batch, stats);
             }
             if outcome.broken {
                 worker.rx_broken = true;
@@ -447,14 +449,26 @@ fn drop_backlog(backlog: &mut FrameArena, batch: &mut StatsBatch, reason: DropRe
     backlog.clear();
 }
 
-/// Signals used buffers if the guest asked (`EVENT_IDX` used_event or no `NO_INTERRUPT`).
-fn signal(state: &mut vhost_user_backend::VringState<Memory>, batch: &mut StatsBatch) {
-    if state.needs_notification().unwrap_or(true) {
-        // Fails only if the call eventfd is gone (frontend leaving): nothing to do.
-        let _ = state.signal_used_queue();
+/// Publishes the pass's counters, then signals used buffers if the guest asked (`EVENT_IDX`
+/// used_event or no `NO_INTERRUPT`). Publishing first means a guest that sees the buffers also
+/// sees the counters that describe them.
+fn signal(
+    state: &mut vhost_user_backend::VringState<Memory>,
+    batch: &mut StatsBatch,
+    stats: Option<&QueueStats>,
+) {
+    let notify = state.needs_notification().unwrap_or(true);
+    if notify {
         batch.record_notification_sent();
     } else {
         batch.record_notification_suppressed();
+    }
+    if let Some(stats) = stats {
+        publish_batch(stats, batch);
+    }
+    if notify {
+        // Fails only if the call eventfd is gone (frontend leaving): nothing to do.
+        let _ = state.signal_used_queue();
     }
 }
 

@@ -308,17 +308,10 @@ impl Burst<'_> {
         }
     }
 
-    /// Wakes receive queue `queue` of port `to` (an owed wake-up from [`Burst::enqueue`]).
-    pub fn wake(&self, to: PortId, queue: u16) {
-        if let Some(Some(port)) = self.ports.get(to.index()) {
-            port.wake(queue);
-        }
-    }
-}
-
-impl Drop for Burst<'_> {
-    fn drop(&mut self) {
-        // Release the read lock first: taking the write lock while holding it would deadlock.
+    /// Writes the MACs learned so far into the FDB and ends lookups for this burst (they
+    /// return `None` afterwards). Call before waking receivers, so a receiver that answers at
+    /// once finds the sender learned.
+    pub fn apply_learned(&mut self) {
         self.fdb = None;
         if self.pending_len == 0 {
             return;
@@ -330,6 +323,22 @@ impl Drop for Burst<'_> {
                 fdb.learn(mac, port, self.now_ms);
             }
         }
+        self.pending_len = 0;
+    }
+
+    /// Wakes receive queue `queue` of port `to` (an owed wake-up from [`Burst::enqueue`]).
+    pub fn wake(&self, to: PortId, queue: u16) {
+        if let Some(Some(port)) = self.ports.get(to.index()) {
+            port.wake(queue);
+        }
+    }
+}
+
+impl Drop for Burst<'_> {
+    fn drop(&mut self) {
+        // `apply_learned` releases the read lock before taking the write lock: holding both
+        // would deadlock.
+        self.apply_learned();
     }
 }
 

@@ -134,6 +134,7 @@ impl TxPath {
                 self.batch.record_drop(DropReason::QueueError);
             }
         }
+        burst.apply_learned();
         for &(port, queue) in &self.wakes {
             burst.wake(port, queue);
         }

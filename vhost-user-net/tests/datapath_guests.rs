@@ -64,17 +64,28 @@ fn spec(name: &str, mac: MacAddr, mtu: u16, queue_pairs: u16) -> VifSpec {
     spec
 }
 
-/// Serves `backend` on `dir/name.sock` for one connection; returns the socket path.
-fn serve(backend: &Arc<NetBackend>, dir: &Path, name: &str) -> PathBuf {
+/// Serves `backend` on `dir/name.sock` for one connection, then tells it the frontend left, as
+/// the daemon does; returns the socket path and the serving thread.
+fn serve_once(
+    backend: &Arc<NetBackend>,
+    dir: &Path,
+    name: &str,
+) -> (PathBuf, thread::JoinHandle<()>) {
     let path = dir.join(format!("{name}.sock"));
     let mut listener = Listener::new(&path, true).unwrap();
     let mut daemon = backend.new_daemon(name).unwrap();
-    thread::spawn(move || {
+    let backend = backend.clone();
+    let serving = thread::spawn(move || {
         if daemon.start(&mut listener).is_ok() {
             let _ = daemon.wait();
         }
+        backend.disconnected();
     });
-    path
+    (path, serving)
+}
+
+fn serve(backend: &Arc<NetBackend>, dir: &Path, name: &str) -> PathBuf {
+    serve_once(backend, dir, name).0
 }
 
 struct Vif {
@@ -245,4 +256,33 @@ fn two_queue_pairs_each_carry_traffic() {
         // A's pair i feeds B's pair i (the flow hint is the sender's pair).
         assert_eq!(b.guest.recv_timeout(qp, WAIT).unwrap().1, sent);
     }
+}
+
+#[test]
+fn reconnect_serves_the_same_backend_from_a_clean_state() {
+    let dir = SocketDir::new("reconnect");
+    let segment = Segment::new("seg");
+    let a_backend = NetBackend::new(&spec("a", mac(1), 1500, 1), segment.clone()).unwrap();
+    let (path, serving) = serve_once(&a_backend, &dir.0, "a");
+    let mut a = VirtualGuest::connect(&path, cfg()).unwrap();
+    let features = a.features();
+    let mut b = vif(&segment, &dir.0, spec("b", mac(2), 1500, 1), cfg());
+    b.guest.post_rx_buffers(0, 16, 2048).unwrap();
+    let sent = frame(mac(2), mac(1), 60);
+    a.send(0, &VirtioNetHdr::default(), &sent).unwrap();
+    assert_eq!(b.guest.recv_timeout(0, WAIT).unwrap().1, sent);
+    assert!(segment.lookup(mac(1)).is_some());
+
+    // The frontend leaves: the port leaves the segment and its MACs the FDB.
+    drop(a);
+    serving.join().unwrap();
+    assert_eq!(segment.lookup(mac(1)), None);
+    assert_eq!(a_backend.port_id(), None);
+
+    // Served again: same features offered, traffic flows.
+    let (path, _serving) = serve_once(&a_backend, &dir.0, "a-again");
+    let mut a = VirtualGuest::connect(&path, cfg()).unwrap();
+    assert_eq!(a.features(), features);
+    a.send(0, &VirtioNetHdr::default(), &sent).unwrap();
+    assert_eq!(b.guest.recv_timeout(0, WAIT).unwrap().1, sent);
 }
