@@ -32,7 +32,7 @@ use crate::config::{DaemonConfig, SocketMode};
 use crate::switch::Segment;
 use events::{FdbAgeing, ShutdownOnSignal, SignalFd, FDB_AGEING_TICK};
 use socket::{BoundSocket, SocketError};
-use supervisor::{Endpoint, SupervisorError, VifSupervisor};
+use supervisor::{ConnectionHooks, Endpoint, SupervisorError, VifSupervisor};
 
 /// Why the daemon cannot start or run.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,23 @@ pub enum DaemonError {
     EventManager(event_manager::Error),
     #[error("cannot arm the FDB ageing timer: {0}")]
     Timer(#[source] std::io::Error),
+}
+
+/// The datapath's contract (see `backend.rs`): wake listeners on every new handler, and leave
+/// the segment when the frontend goes.
+impl ConnectionHooks for NetBackend {
+    type Error = BackendError;
+
+    fn session_created<T: vhost_user_backend::VhostUserBackend>(
+        &self,
+        handlers: &[Arc<vhost_user_backend::VringEpollHandler<T>>],
+    ) -> Result<(), BackendError> {
+        self.register_listeners(handlers)
+    }
+
+    fn session_ended(&self) {
+        self.disconnected();
+    }
 }
 
 /// A running daemon. Dropping it stops every VIF and removes the sockets it created.

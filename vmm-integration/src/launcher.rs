@@ -2,8 +2,8 @@
 //!
 //! [`Launcher`] describes how to run the daemon (binary, config file or flags, output, restart
 //! policy); [`Launcher::spawn`] returns a [`DaemonHandle`] that owns the process:
-//! - [`DaemonHandle::wait_for_sockets`] returns once the daemon listens on its sockets, with a
-//!   deadline, and fails early if the daemon exits;
+//! - [`DaemonHandle::wait_for_sockets`] returns once the daemon listens on its sockets (a
+//!   connect succeeds), with a deadline, and fails early if the daemon exits;
 //! - with a [`RestartPolicy`], a supervisor thread restarts a crashed daemon with exponential
 //!   backoff. A restarted daemon in client mode reconnects to running VMs by itself; in server
 //!   mode the VMM must reconnect (QEMU `reconnect=`, Cloud Hypervisor retries on its own);
@@ -17,7 +17,8 @@
 use std::ffi::OsString;
 use std::fs::OpenOptions;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -224,7 +225,6 @@ impl Launcher {
             shared,
             supervisor,
             stop_grace: self.stop_grace,
-            spawned_at: std::time::SystemTime::now(),
         })
     }
 
@@ -294,7 +294,6 @@ pub struct DaemonHandle {
     shared: Arc<Shared>,
     supervisor: Option<JoinHandle<()>>,
     stop_grace: Duration,
-    spawned_at: std::time::SystemTime,
 }
 
 /// The first poll interval when waiting on the child or a socket; it doubles up to
@@ -365,9 +364,9 @@ impl DaemonHandle {
         }
     }
 
-    /// Waits until every path is a listening socket created by this daemon (a socket file older
-    /// than the spawn is a stale leftover and does not count), or fails at `deadline` or as soon
-    /// as the daemon exits without a supervisor to restart it.
+    /// Waits until something listens on every path (a stale socket file left by a killed daemon
+    /// does not count), or fails at `deadline` or as soon as the daemon exits without a
+    /// supervisor to restart it.
     pub fn wait_for_sockets<P: AsRef<Path>>(
         &self,
         paths: &[P],
@@ -378,7 +377,7 @@ impl DaemonHandle {
         for path in paths {
             let path = path.as_ref();
             loop {
-                if self.is_fresh_socket(path) {
+                if Self::is_listening(path) {
                     break;
                 }
                 if self.supervisor.is_none() {
@@ -405,20 +404,12 @@ impl DaemonHandle {
         Ok(())
     }
 
-    fn is_fresh_socket(&self, path: &Path) -> bool {
-        let Ok(meta) = std::fs::symlink_metadata(path) else {
-            return false;
-        };
-        if !meta.file_type().is_socket() {
-            return false;
-        }
-        // ctime is set when the daemon binds; one second of slack covers coarse timestamps.
-        let spawned = self
-            .spawned_at
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        u64::try_from(meta.ctime()).is_ok_and(|ctime| ctime.saturating_add(1) >= spawned)
+    /// Whether something listens on `path`. A file that is a socket is not enough: a killed
+    /// daemon leaves its socket file behind, and connecting to it is refused. The probe is
+    /// closed at once; the daemon sees a frontend that leaves before its first message.
+    fn is_listening(path: &Path) -> bool {
+        let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+        is_socket && UnixStream::connect(path).is_ok()
     }
 
     /// Kills the daemon with SIGKILL, as a crash would (no cleanup: its sockets stay behind as

@@ -27,7 +27,7 @@ use std::time::Duration;
 use vhost::vhost_user::{Error as VhostUserError, Listener};
 use vhost_user_backend::bitmap::BitmapReplace;
 use vhost_user_backend::{
-    Error as DaemonLibError, ShutdownHandle, VhostUserBackend, VhostUserDaemon,
+    Error as DaemonLibError, ShutdownHandle, VhostUserBackend, VhostUserDaemon, VringEpollHandler,
 };
 use vm_memory::mmap::NewBitmap;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
@@ -74,6 +74,22 @@ pub enum SupervisorError {
     },
 }
 
+/// What a VIF's backend needs to hear about connections, beyond `VhostUserBackend`.
+pub trait ConnectionHooks {
+    type Error: std::fmt::Display;
+
+    /// A connection's handler was built: register extra fds on its vring workers' epolls
+    /// (before any frontend message arrives).
+    fn session_created<T: VhostUserBackend>(
+        &self,
+        handlers: &[Arc<VringEpollHandler<T>>],
+    ) -> Result<(), Self::Error>;
+
+    /// A connected frontend went away (or was cut at shutdown); its vring workers have been
+    /// joined. Not called for connection attempts that never connected.
+    fn session_ended(&self);
+}
+
 /// Why one connection could not be set up (the VIF keeps trying).
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
@@ -81,6 +97,8 @@ enum SessionError {
     ExitEvents(io::Error),
     #[error("cannot build the vhost-user handler: {0}")]
     Handler(DaemonLibError),
+    #[error("cannot attach the backend to the handler: {0}")]
+    Hooks(String),
     #[error("{0}")]
     Connect(DaemonLibError),
 }
@@ -161,7 +179,7 @@ impl VifSupervisor {
         endpoint: Endpoint,
     ) -> Result<VifSupervisor, SupervisorError>
     where
-        B: VhostUserBackend + 'static,
+        B: VhostUserBackend + ConnectionHooks + 'static,
         B::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
         B::Vring: Clone + Send + Sync,
     {
@@ -340,19 +358,23 @@ type Session<B> = VhostUserDaemon<SessionBackend<B>>;
 
 impl<B> Context<B>
 where
-    B: VhostUserBackend + 'static,
+    B: VhostUserBackend + ConnectionHooks + 'static,
     B::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
     B::Vring: Clone + Send + Sync,
 {
     fn new_session(&self) -> Result<Session<B>, SessionError> {
         let backend =
             SessionBackend::new(Arc::clone(&self.backend)).map_err(SessionError::ExitEvents)?;
-        VhostUserDaemon::new(
+        let session = VhostUserDaemon::new(
             format!("vu-{}", self.vif),
             backend,
             GuestMemoryAtomic::new(GuestMemoryMmap::new()),
         )
-        .map_err(SessionError::Handler)
+        .map_err(SessionError::Handler)?;
+        self.backend
+            .session_created(&session.get_epoll_handlers())
+            .map_err(|e| SessionError::Hooks(e.to_string()))?;
+        Ok(session)
     }
 
     /// Serves a connected session until the frontend leaves or a stop is requested. Dropping
@@ -363,6 +385,7 @@ where
         let result = session.wait();
         self.stop.publish(None);
         drop(session);
+        self.backend.session_ended();
         match result {
             Ok(()) => log::info!("vif {}: frontend disconnected", self.vif),
             // What serve() in vhost-user-backend also treats as a normal hang-up.
