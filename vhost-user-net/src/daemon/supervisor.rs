@@ -512,3 +512,143 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
+
+    use vhost::vhost_user::message::VhostUserProtocolFeatures;
+    use vhost::vhost_user::Frontend;
+    use vhost::VhostBackend;
+    use vhost_user_backend::VringRwLock;
+    use vmm_sys_util::tempdir::TempDir;
+
+    use super::*;
+
+    const DEADLINE: Duration = Duration::from_secs(30);
+    const VIRTIO_F_VERSION_1: u64 = 1 << 32;
+
+    /// A device with two queues that does nothing, counting the connection hooks.
+    #[derive(Default)]
+    struct CountingBackend {
+        created: AtomicUsize,
+        ended: AtomicUsize,
+    }
+
+    impl VhostUserBackend for CountingBackend {
+        type Bitmap = ();
+        type Vring = VringRwLock;
+
+        fn num_queues(&self) -> usize {
+            2
+        }
+        fn max_queue_size(&self) -> usize {
+            256
+        }
+        fn features(&self) -> u64 {
+            VIRTIO_F_VERSION_1
+        }
+        fn protocol_features(&self) -> VhostUserProtocolFeatures {
+            VhostUserProtocolFeatures::empty()
+        }
+        fn set_event_idx(&self, _enabled: bool) {}
+        fn update_memory(&self, _mem: GuestMemoryAtomic<GuestMemoryMmap>) -> io::Result<()> {
+            Ok(())
+        }
+        fn handle_event(
+            &self,
+            _device_event: u16,
+            _evset: EventSet,
+            _vrings: &[VringRwLock],
+            _thread_id: usize,
+        ) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl ConnectionHooks for CountingBackend {
+        type Error = String;
+        fn session_created<T: VhostUserBackend>(
+            &self,
+            handlers: &[Arc<VringEpollHandler<T>>],
+        ) -> Result<(), String> {
+            assert_eq!(
+                handlers.len(),
+                1,
+                "one worker for the default queues_per_thread"
+            );
+            self.created.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn session_ended(&self) {
+            self.ended.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Joins on another thread so a hung supervisor fails the test instead of hanging it.
+    fn join_within(supervisor: VifSupervisor) {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            supervisor.join();
+            let _ = tx.send(());
+        });
+        rx.recv_timeout(DEADLINE)
+            .expect("the supervisor must stop when asked");
+    }
+
+    fn frontend(path: &Path) -> Frontend {
+        let stream = UnixStream::connect(path).unwrap();
+        stream.set_read_timeout(Some(DEADLINE)).unwrap();
+        Frontend::from_stream(stream, 2)
+    }
+
+    #[test]
+    fn server_mode_serves_each_connection_with_a_fresh_session() {
+        let dir = TempDir::new_with_prefix("/tmp/vif-supervisor-").unwrap();
+        let path = dir.as_path().join("vif.sock");
+        let backend = Arc::new(CountingBackend::default());
+        let bound = BoundSocket::bind(&path).unwrap();
+        let supervisor =
+            VifSupervisor::spawn("t", Arc::clone(&backend), Endpoint::Listen(bound)).unwrap();
+        for _ in 0..2 {
+            let frontend = frontend(&path);
+            // SET_OWNER fails on a claimed handler: success proves a fresh session.
+            frontend.set_owner().unwrap();
+            assert_eq!(frontend.get_features().unwrap(), VIRTIO_F_VERSION_1);
+        }
+        join_within(supervisor);
+        assert_eq!(backend.created.load(Ordering::SeqCst), 2);
+        assert_eq!(backend.ended.load(Ordering::SeqCst), 2);
+        assert!(!path.exists(), "join removes the socket");
+    }
+
+    #[test]
+    fn stop_cuts_a_live_connection() {
+        let dir = TempDir::new_with_prefix("/tmp/vif-supervisor-").unwrap();
+        let path = dir.as_path().join("vif.sock");
+        let backend = Arc::new(CountingBackend::default());
+        let bound = BoundSocket::bind(&path).unwrap();
+        let supervisor =
+            VifSupervisor::spawn("t", Arc::clone(&backend), Endpoint::Listen(bound)).unwrap();
+        let frontend = frontend(&path);
+        frontend.set_owner().unwrap();
+        frontend.get_features().unwrap();
+        join_within(supervisor);
+        assert_eq!(backend.ended.load(Ordering::SeqCst), 1);
+        assert!(frontend.get_features().is_err(), "the connection is closed");
+    }
+
+    #[test]
+    fn client_mode_stops_while_retrying() {
+        let dir = TempDir::new_with_prefix("/tmp/vif-supervisor-").unwrap();
+        let path = dir.as_path().join("absent.sock");
+        let backend = Arc::new(CountingBackend::default());
+        let supervisor =
+            VifSupervisor::spawn("t", Arc::clone(&backend), Endpoint::Connect(path)).unwrap();
+        assert!(supervisor.socket_path().is_none());
+        join_within(supervisor);
+        assert_eq!(backend.ended.load(Ordering::SeqCst), 0, "never connected");
+    }
+}
