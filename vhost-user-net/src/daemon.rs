@@ -11,11 +11,13 @@
 //! - [`socket`]: binding, stale-socket recovery, removal of only our own files;
 //! - [`supervisor`]: per-VIF thread, server and client mode, reconnect and backoff;
 //! - [`session`]: a backend's view for one connection (its exit events);
+//! - [`stop`]: stopping a supervisor wherever it waits;
 //! - [`events`]: signalfd and the FDB ageing timer as event-manager subscribers.
 
 pub mod events;
 pub mod session;
 pub mod socket;
+pub mod stop;
 pub mod supervisor;
 
 use std::cell::Cell;

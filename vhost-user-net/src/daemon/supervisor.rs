@@ -12,30 +12,28 @@
 //! fails (a misbehaving frontend, a protocol error) ends that connection only: the thread logs it
 //! and goes back to listening or connecting, and other VIFs never notice.
 //!
-//! Stopping: [`StopSignal::request`] wakes the thread wherever it waits (epoll on an eventfd, or
+//! Stopping: [`StopSignal::request`] (see [`super::stop`]) wakes the thread wherever it waits (epoll on an eventfd, or
 //! the connection's `ShutdownHandle`), and [`VifSupervisor::join`] then removes the socket.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use vhost::vhost_user::{Error as VhostUserError, Listener};
 use vhost_user_backend::bitmap::BitmapReplace;
 use vhost_user_backend::{
-    Error as DaemonLibError, ShutdownHandle, VhostUserBackend, VhostUserDaemon, VringEpollHandler,
+    Error as DaemonLibError, VhostUserBackend, VhostUserDaemon, VringEpollHandler,
 };
 use vm_memory::mmap::NewBitmap;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
-use vmm_sys_util::eventfd::{EventFd, EFD_CLOEXEC, EFD_NONBLOCK};
+use vmm_sys_util::epoll::Epoll;
 
 use super::session::SessionBackend;
 use super::socket::BoundSocket;
+use super::stop::{Fired, StopSignal, Waiter};
 
 /// First wait before retrying a connect (client mode) or a failed connection setup.
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
@@ -110,56 +108,6 @@ pub enum Endpoint {
     Listen(BoundSocket),
     /// Client mode: connect to the VMM's socket at this path.
     Connect(PathBuf),
-}
-
-/// Tells a supervisor thread to stop, from any thread.
-pub struct StopSignal {
-    stopping: AtomicBool,
-    event: EventFd,
-    /// The live connection, so a stop can cut it (its thread blocks in a socket read).
-    session: Mutex<Option<ShutdownHandle>>,
-}
-
-impl StopSignal {
-    fn new() -> io::Result<StopSignal> {
-        Ok(StopSignal {
-            stopping: AtomicBool::new(false),
-            event: EventFd::new(EFD_NONBLOCK | EFD_CLOEXEC)?,
-            session: Mutex::new(None),
-        })
-    }
-
-    /// Stops the supervisor: wakes its waits and shuts its live connection down. Idempotent.
-    pub fn request(&self) {
-        self.stopping.store(true, Ordering::Release);
-        if let Err(e) = self.event.write(1) {
-            log::error!("cannot signal a supervisor to stop: {e}");
-        }
-        if let Some(handle) = self.lock_session().as_ref() {
-            handle.shutdown();
-        }
-    }
-
-    pub fn is_requested(&self) -> bool {
-        self.stopping.load(Ordering::Acquire)
-    }
-
-    /// Records the live connection. Taken under the same lock as [`Self::request`] reads it, so
-    /// a stop that lands between `start` and here is not lost: it is applied now.
-    fn publish(&self, handle: Option<ShutdownHandle>) {
-        let mut session = self.lock_session();
-        *session = handle;
-        if self.is_requested() {
-            if let Some(handle) = session.as_ref() {
-                handle.shutdown();
-            }
-        }
-    }
-
-    fn lock_session(&self) -> std::sync::MutexGuard<'_, Option<ShutdownHandle>> {
-        // The slot holds a handle only; a panic elsewhere cannot leave it half-written.
-        self.session.lock().unwrap_or_else(|e| e.into_inner())
-    }
 }
 
 /// A running VIF supervisor.
@@ -289,61 +237,6 @@ impl Drop for VifSupervisor {
 enum Task {
     Serve(UnixListener),
     Connect(String),
-}
-
-/// Epoll over the stop eventfd and, in server mode, the listener.
-struct Waiter {
-    epoll: Epoll,
-}
-
-const TOKEN_STOP: u64 = 0;
-const TOKEN_LISTENER: u64 = 1;
-
-impl Waiter {
-    fn new(epoll: Epoll, stop: &StopSignal) -> io::Result<Waiter> {
-        epoll.ctl(
-            ControlOperation::Add,
-            stop.event.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, TOKEN_STOP),
-        )?;
-        Ok(Waiter { epoll })
-    }
-
-    fn watch_listener(&self, listener: &UnixListener) -> io::Result<()> {
-        self.epoll.ctl(
-            ControlOperation::Add,
-            listener.as_raw_fd(),
-            EpollEvent::new(EventSet::IN, TOKEN_LISTENER),
-        )
-    }
-
-    /// Waits up to `timeout` (forever if `None`); returns which sources fired.
-    fn wait(&self, timeout: Option<Duration>) -> io::Result<Fired> {
-        let timeout_ms = timeout.map_or(-1, |t| i32::try_from(t.as_millis()).unwrap_or(i32::MAX));
-        let mut events = [EpollEvent::default(); 2];
-        let count = loop {
-            match self.epoll.wait(timeout_ms, &mut events) {
-                Ok(count) => break count,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        };
-        let mut fired = Fired::default();
-        for event in events.iter().take(count) {
-            match event.data() {
-                TOKEN_STOP => fired.stop = true,
-                TOKEN_LISTENER => fired.listener = true,
-                _ => {}
-            }
-        }
-        Ok(fired)
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Fired {
-    stop: bool,
-    listener: bool,
 }
 
 struct Context<B> {
@@ -516,13 +409,14 @@ where
 #[cfg(test)]
 mod tests {
     use std::os::unix::net::UnixStream;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::mpsc;
 
     use vhost::vhost_user::message::VhostUserProtocolFeatures;
     use vhost::vhost_user::Frontend;
     use vhost::VhostBackend;
     use vhost_user_backend::VringRwLock;
+    use vmm_sys_util::epoll::EventSet;
     use vmm_sys_util::tempdir::TempDir;
 
     use super::*;
