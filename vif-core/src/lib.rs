@@ -10,6 +10,8 @@
 
 pub mod checksum;
 pub mod flow;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod ids;
 pub mod mac;
 pub mod model;
