@@ -8,6 +8,7 @@
 //! - [`stats`]: per-queue counters and the reasons a packet is dropped.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod checksum;
 pub mod flow;
 #[doc(hidden)]
