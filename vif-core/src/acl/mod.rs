@@ -19,20 +19,27 @@
 
 pub mod classify;
 pub mod compile;
+pub mod conntrack;
 pub mod error;
 pub mod fields;
 pub mod key;
 pub mod reference;
 pub mod rule;
 pub mod slot;
+pub mod spoof;
 
 pub use classify::{AclVerdict, Classification, CompileOptions, CompiledAcl, Decider};
 pub use compile::TreeStats;
+pub use conntrack::{
+    Admit, Conntrack, ConntrackConfig, ConntrackStats, FlowState, FullPolicy, TcpState, Timeouts,
+    Track,
+};
 pub use error::{AclError, RuleProblem};
 pub use fields::{EtherTypeMatch, IpCidr, PortRange, Protocol, TcpFlagSet};
 pub use key::AclKey;
 pub use rule::{AclSpec, Action, DefaultActions, Mode, Rule, TcpFlagsMatch, MAX_RULES};
 pub use slot::{AclSlot, AclSnapshot};
+pub use spoof::{PortSecurity, PortSecuritySpec, SpoofCause};
 
 /// Which way a frame crosses the VIF, from the guest's point of view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
