@@ -9,6 +9,9 @@
 //! - [`slot`]: [`AclSlot`], the atomically swappable `Arc<CompiledAcl>` of a VIF direction.
 //! - [`reference`]: the linear-scan reference the classifier is tested and benchmarked against.
 //! - [`key`]: [`AclKey`], the fields read from a frame.
+//! - [`conntrack`]: [`Conntrack`], the bounded, sharded flow table of stateful ACLs.
+//! - [`spoof`]: [`PortSecurity`], anti-spoofing of the frames a guest sends.
+//! - [`firewall`]: [`Firewall`], all of the above for one VIF, as the pipeline applies it.
 //!
 //! # Datapath contract
 //!
@@ -22,6 +25,7 @@ pub mod compile;
 pub mod conntrack;
 pub mod error;
 pub mod fields;
+pub mod firewall;
 pub mod key;
 pub mod reference;
 pub mod rule;
@@ -36,6 +40,7 @@ pub use conntrack::{
 };
 pub use error::{AclError, RuleProblem};
 pub use fields::{EtherTypeMatch, IpCidr, PortRange, Protocol, TcpFlagSet};
+pub use firewall::{Firewall, FirewallView};
 pub use key::AclKey;
 pub use rule::{AclSpec, Action, DefaultActions, Mode, Rule, TcpFlagsMatch, MAX_RULES};
 pub use slot::{AclSlot, AclSnapshot};
