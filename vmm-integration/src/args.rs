@@ -107,6 +107,8 @@ pub enum ArgsError {
         vmm: &'static str,
         id: String,
     },
+    #[error("vif {vif}: {host:?} is not a PCI address (DDDD:BB:DD.F)")]
+    BadPciAddress { vif: String, host: String },
     #[error(
         "vif {vif}: queue_size {queue_size} is out of QEMU's virtio-net range [{min}, {max}]; \
          QEMU would program rings larger than the daemon accepts"
@@ -284,6 +286,60 @@ pub fn shell_quote(word: &str) -> String {
     } else {
         format!("'{}'", word.replace('\'', r"'\''"))
     }
+}
+
+/// A PCI device passed through to the VM with VFIO: an SR-IOV VF the daemon prepared (bound
+/// to vfio-pci, MAC and VLAN set on its PF). The guest drives the hardware itself; there is no
+/// vhost-user socket and no shared memory requirement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VfioNic {
+    /// The VIF id, used as the VMM's device id.
+    pub id: String,
+    /// The VF's PCI address, `DDDD:BB:DD.F` as sysfs names it.
+    pub host: String,
+}
+
+impl VfioNic {
+    fn check(&self, vmm: &'static str) -> Result<(), ArgsError> {
+        if self.id.is_empty() || self.id.contains([',', '=']) {
+            return Err(ArgsError::BadId {
+                vif: self.id.clone(),
+                vmm,
+                id: self.id.clone(),
+            });
+        }
+        // Hex digits, ':' and '.' only: nothing an option parser or a path could split on.
+        let pci_like = self.host.len() >= 12
+            && self
+                .host
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        if !pci_like {
+            return Err(ArgsError::BadPciAddress {
+                vif: self.id.clone(),
+                host: self.host.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `-device vfio-pci,host=BDF,id=ID` (QEMU docs/devel/vfio-iommufd.rst, `hw/vfio/pci.c`).
+pub fn qemu_vfio_args(nic: &VfioNic) -> Result<Vec<String>, ArgsError> {
+    nic.check("QEMU")?;
+    Ok(vec![
+        "-device".into(),
+        format!("vfio-pci,host={},id={}", nic.host, nic.id),
+    ])
+}
+
+/// `--device path=/sys/bus/pci/devices/BDF/,id=ID` (Cloud Hypervisor docs/vfio.md).
+pub fn cloud_hypervisor_vfio_args(nic: &VfioNic) -> Result<Vec<String>, ArgsError> {
+    nic.check("Cloud Hypervisor")?;
+    Ok(vec![
+        "--device".into(),
+        format!("path=/sys/bus/pci/devices/{}/,id={}", nic.host, nic.id),
+    ])
 }
 
 fn check_id(nic: &VhostUserNic, vmm: &'static str) -> Result<(), ArgsError> {
@@ -472,5 +528,39 @@ mod tests {
             shell_line(&["qemu", "-netdev", "id=x,chardev=c", "/tmp/my dir"]),
             "qemu -netdev id=x,chardev=c '/tmp/my dir'"
         );
+    }
+    #[test]
+    fn vfio_device_args() {
+        let nic = VfioNic {
+            id: "db-1".into(),
+            host: "0000:3b:02.3".into(),
+        };
+        assert_eq!(
+            qemu_vfio_args(&nic).unwrap(),
+            ["-device", "vfio-pci,host=0000:3b:02.3,id=db-1"]
+        );
+        assert_eq!(
+            cloud_hypervisor_vfio_args(&nic).unwrap(),
+            [
+                "--device",
+                "path=/sys/bus/pci/devices/0000:3b:02.3/,id=db-1"
+            ]
+        );
+        let bad_host = VfioNic {
+            host: "0000:3b:02.3,x=1".into(),
+            ..nic.clone()
+        };
+        assert!(matches!(
+            qemu_vfio_args(&bad_host),
+            Err(ArgsError::BadPciAddress { .. })
+        ));
+        let bad_id = VfioNic {
+            id: "a,b".into(),
+            ..nic
+        };
+        assert!(matches!(
+            cloud_hypervisor_vfio_args(&bad_id),
+            Err(ArgsError::BadId { .. })
+        ));
     }
 }
