@@ -17,5 +17,6 @@ pub mod ids;
 pub mod mac;
 pub mod model;
 pub mod offload;
+pub mod qos;
 pub mod stats;
 pub mod wire;
