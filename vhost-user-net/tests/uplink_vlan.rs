@@ -1,0 +1,306 @@
+//! The 802.1Q uplink on a real kernel interface: a veth pair whose "host" end is vif's parent
+//! (in one namespace) and whose "peer" end (in another) stands for the wire. Frames are read and
+//! injected on the peer end with a raw packet socket (the kernel moves a received tag into
+//! `PACKET_AUXDATA`; the helper puts it back), and decoded independently by tshark.
+//!
+//! Needs root. Every namespace is deleted by a Drop guard, links with it.
+
+mod uplink_vlan_support;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use uplink_vlan_support::*;
+use vhost_user_net::switch::Segment;
+use vhost_user_net::uplink::vlan::{VlanParent, VlanPort};
+use vif_core::mac::MacAddr;
+use vif_core::stats::DropReason;
+
+const PARENT: &str = "vh0";
+const WIRE: &str = "vp0";
+
+/// A parent interface with its VLAN parent open, and the wire's end.
+struct Lab {
+    // Dropped first: the parent's socket keeps its namespace alive while open.
+    parent: VlanParent,
+    wire: WirePeer,
+    dir: ScratchDir,
+    /// Held for its Drop: deletes the namespace.
+    _host: Netns,
+    peer: Netns,
+}
+
+fn lab_with_mtu(mtu: Option<u16>) -> Lab {
+    let host = Netns::new("vlh");
+    let peer = Netns::new("vlp");
+    veth(&host, PARENT, &peer, WIRE);
+    if let Some(mtu) = mtu {
+        host.ip(&["link", "set", PARENT, "mtu", &mtu.to_string()]);
+    }
+    let parent = host.enter(|| VlanParent::open(PARENT).unwrap());
+    let wire = WirePeer::open(&peer, WIRE);
+    Lab {
+        parent,
+        wire,
+        dir: ScratchDir::new(),
+        _host: host,
+        peer,
+    }
+}
+
+fn lab() -> Lab {
+    lab_with_mtu(None)
+}
+
+impl Lab {
+    /// A VIF on VLAN `v` with priority `pcp`, on that VLAN's segment.
+    fn vif(&self, name: &str, mac: MacAddr, v: u16, pcp: u8) -> (GuestVif, Arc<VlanPort>) {
+        let segment = Segment::new(&format!("vlan-{PARENT}-{v}"));
+        let uplink = vlan_uplink(PARENT, v, pcp);
+        let port = self.parent.attach(&uplink, &segment).unwrap();
+        (guest_vif(&self.dir, name, mac, uplink, &segment), port)
+    }
+}
+
+const PEER_MAC: MacAddr = MacAddr([0x02, 0x50, 0x45, 0x45, 0x52, 0x01]);
+
+#[test]
+fn guest_frames_leave_tagged_with_vid_and_pcp() {
+    let lab = lab();
+    let (mut a, port) = lab.vif("a", mac(1), 100, 5);
+    for (marker, len) in [(1u8, 60usize), (2, 1510)] {
+        let frame = test_frame(PEER_MAC, a.mac, len, marker);
+        a.send(&frame);
+        let wire = lab
+            .wire
+            .recv_matching(WAIT, |f| f.src() == Some(a.mac))
+            .expect("frame on the wire");
+        assert_eq!(wire.c_tag(), Some((100, 5)), "VID 100, PCP 5");
+        assert_eq!(
+            wire.bytes,
+            tagged(&frame, 100, 5),
+            "tag pushed, nothing else changed"
+        );
+    }
+    let tx = port.stats().tx.snapshot();
+    assert_eq!(tx.packets, 2);
+}
+
+#[test]
+fn tagged_frames_reach_the_guest_untagged_and_other_vids_do_not() {
+    let lab = lab();
+    let (mut a, port) = lab.vif("a", mac(1), 100, 0);
+    let to_a = test_frame(a.mac, PEER_MAC, 80, 7);
+    lab.wire.send(&tagged(&to_a, 100, 3));
+    let got = a
+        .recv_matching(WAIT, |f| f.get(14) == Some(&7))
+        .expect("frame for VID 100 delivered");
+    assert_eq!(got, to_a, "tag popped, frame otherwise unchanged");
+
+    // Another VID, an untagged frame and a priority-tagged frame are not VLAN 100's.
+    lab.wire
+        .send(&tagged(&test_frame(a.mac, PEER_MAC, 80, 8), 200, 0));
+    lab.wire.send(&test_frame(a.mac, PEER_MAC, 80, 9));
+    lab.wire
+        .send(&tagged(&test_frame(a.mac, PEER_MAC, 80, 10), 0, 6));
+    // A later VID 100 frame proves the three before it were processed and not delivered.
+    lab.wire
+        .send(&tagged(&test_frame(a.mac, PEER_MAC, 80, 11), 100, 0));
+    let next = a
+        .recv_matching(WAIT, |f| f.get(12..14) == Some(&[0x88, 0xb5][..]))
+        .expect("the later VID 100 frame");
+    assert_eq!(
+        next[14], 11,
+        "VID 200, untagged and priority-tagged frames were dropped"
+    );
+
+    // The peer's MAC is now known behind the VLAN port: a's answer goes out tagged.
+    a.send(&test_frame(PEER_MAC, a.mac, 64, 12));
+    let wire = lab
+        .wire
+        .recv_matching(WAIT, |f| f.src() == Some(a.mac))
+        .expect("answer on the wire");
+    assert_eq!(wire.c_tag(), Some((100, 0)));
+    assert_eq!(port.stats().rx.snapshot().packets, 2);
+}
+
+#[test]
+fn two_vifs_on_different_vids_of_one_parent_stay_isolated() {
+    let lab = lab();
+    let (mut a, _) = lab.vif("a", mac(1), 100, 1);
+    let (mut b, _) = lab.vif("b", mac(2), 200, 2);
+
+    // A broadcast on each VLAN reaches only that VLAN's VIF.
+    for (v, marker) in [(100u16, 21u8), (200, 22)] {
+        let broadcast = test_frame(MacAddr::BROADCAST, PEER_MAC, 64, marker);
+        lab.wire.send(&tagged(&broadcast, v, 0));
+    }
+    let is_test = |f: &[u8]| f.get(12..14) == Some(&[0x88, 0xb5][..]);
+    assert_eq!(
+        a.recv_matching(WAIT, is_test).expect("a's broadcast")[14],
+        21
+    );
+    assert_eq!(
+        b.recv_matching(WAIT, is_test).expect("b's broadcast")[14],
+        22
+    );
+    assert!(
+        a.recv_matching(QUIET, is_test).is_none(),
+        "a got VLAN 200's frame"
+    );
+    assert!(
+        b.recv_matching(QUIET, is_test).is_none(),
+        "b got VLAN 100's frame"
+    );
+
+    // Each guest's broadcast leaves with its own tag and never reaches the other guest.
+    a.send(&test_frame(MacAddr::BROADCAST, a.mac, 64, 31));
+    b.send(&test_frame(MacAddr::BROADCAST, b.mac, 64, 32));
+    for (guest, tag) in [(mac(1), (100, 1)), (mac(2), (200, 2))] {
+        let wire = lab
+            .wire
+            .recv_matching(WAIT, |f| f.src() == Some(guest))
+            .expect("broadcast on the wire");
+        assert_eq!(wire.c_tag(), Some(tag));
+    }
+    assert!(a.recv_matching(QUIET, is_test).is_none());
+    assert!(b.recv_matching(QUIET, is_test).is_none());
+}
+
+#[test]
+fn frames_longer_than_the_parent_carries_are_counted_drops() {
+    // The interface's MTU (1000) is below the configured parent_mtu (1500): the smaller wins,
+    // and with the tag counted the longest untagged frame is 1000 + 14 - 4 = 1010 bytes.
+    let lab = lab_with_mtu(Some(1000));
+    let (mut a, port) = lab.vif("a", mac(1), 100, 0);
+    a.send(&test_frame(PEER_MAC, a.mac, 1011, 1));
+    a.send(&test_frame(PEER_MAC, a.mac, 1010, 2));
+    let wire = lab
+        .wire
+        .recv_matching(WAIT, |f| f.src() == Some(a.mac))
+        .expect("the frame that fits");
+    assert_eq!((wire.bytes.len(), wire.bytes[18]), (1014, 2));
+    let tx = port.stats().tx.snapshot();
+    assert_eq!(tx.drops(DropReason::MtuExceeded), 1);
+    assert_eq!(tx.packets, 1);
+}
+
+/// A capture on `dev` inside `ns` that stops by itself after `count` frames matching `filter`.
+struct Capture {
+    pid: libc::pid_t,
+    exited: mpsc::Receiver<std::process::ExitStatus>,
+}
+
+impl Capture {
+    fn start(ns: &Netns, dev: &str, filter: &str, count: usize, file: &std::path::Path) -> Capture {
+        let mut child = ns
+            .command("tshark")
+            .args(["-i", dev, "-f", filter, "-c", &count.to_string(), "-w"])
+            .arg(file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tshark");
+        // tshark says "Capturing on 'dev'" once the capture runs; wait for it (bounded).
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (started_tx, started_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("Capturing on") {
+                    let _ = started_tx.send(());
+                }
+            }
+        });
+        // `ip netns exec` execs tshark, so this pid is tshark's own.
+        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+        let (exited_tx, exited) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = exited_tx.send(status);
+            }
+        });
+        let capture = Capture { pid, exited };
+        started_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("tshark started capturing");
+        capture
+    }
+
+    /// Calls `send` until tshark has seen its `count` frames and exited (bounded): "Capturing
+    /// on" is printed a little before dumpcap's socket is attached, so the first frames may
+    /// pass unseen.
+    fn finish_while(self, mut send: impl FnMut()) {
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            send();
+            match self.exited.recv_timeout(Duration::from_millis(200)) {
+                Ok(status) => {
+                    assert!(status.success(), "tshark exited with {status}");
+                    return;
+                }
+                Err(_) if std::time::Instant::now() < deadline => continue,
+                Err(_) => panic!("tshark did not see its frames in time"),
+            }
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if self.exited.try_recv().is_err() {
+            // SAFETY: signals our own child; its waiter thread has not reaped it (no status yet).
+            unsafe { libc::kill(self.pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[test]
+fn tshark_decodes_the_frames_as_802_1q_with_vid_and_pcp() {
+    ensure_tshark();
+    let lab = lab();
+    let (mut a, _) = lab.vif("a", mac(1), 100, 5);
+    let (mut b, _) = lab.vif("b", mac(2), 4094, 7);
+    let file = lab.dir.path().join("vlan.pcap");
+    // a and b alternate, so any 4 consecutive frames hold both.
+    let capture = Capture::start(&lab.peer, WIRE, "vlan", 4, &file);
+    capture.finish_while(|| {
+        a.send(&test_frame(PEER_MAC, a.mac, 100, 1));
+        b.send(&test_frame(PEER_MAC, b.mac, 100, 2));
+    });
+    let out = run(
+        "tshark",
+        &[
+            "-r",
+            file.to_str().unwrap(),
+            "-T",
+            "fields",
+            "-E",
+            "separator=,",
+            "-e",
+            "eth.src",
+            "-e",
+            "vlan.id",
+            "-e",
+            "vlan.priority",
+            "-e",
+            "vlan.etype",
+        ],
+    );
+    let mut lines: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    lines.sort();
+    lines.dedup();
+    assert_eq!(
+        lines,
+        [
+            format!("{},100,5,0x88b5", mac(1)),
+            format!("{},4094,7,0x88b5", mac(2)),
+        ]
+    );
+}
