@@ -16,6 +16,7 @@ use uplink_vlan_support::*;
 use vhost_user_net::switch::Segment;
 use vhost_user_net::uplink::vlan::{VlanParent, VlanPort};
 use vif_core::mac::MacAddr;
+use vif_core::offload::VirtioNetHdr;
 use vif_core::stats::DropReason;
 
 const PARENT: &str = "vh0";
@@ -185,6 +186,93 @@ fn frames_longer_than_the_parent_carries_are_counted_drops() {
     let tx = port.stats().tx.snapshot();
     assert_eq!(tx.drops(DropReason::MtuExceeded), 1);
     assert_eq!(tx.packets, 1);
+}
+
+/// The 16-bit one's complement sum of `bytes` (RFC 1071), folded, not complemented.
+fn ones_sum(mut sum: u32, bytes: &[u8]) -> u16 {
+    for pair in bytes.chunks(2) {
+        let word = u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)]);
+        sum += u32::from(word);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// The IPv4 pseudo-header sum of a TCP segment of `tcp_len` bytes (RFC 793 § 3.1).
+fn pseudo_sum(ip: &[u8], tcp_len: usize) -> u32 {
+    let mut sum = u32::from(ones_sum(0, &ip[12..20]));
+    sum += 6 + tcp_len as u32;
+    sum
+}
+
+/// A TSO super-frame, Ethernet + IPv4 + TCP + `payload`, with the partial checksum a guest
+/// hands over with `NEEDS_CSUM` (the pseudo-header sum in the TCP checksum field, VIRTIO 1.2
+/// § 5.1.6.2), and its virtio-net header (`GSO_TCPV4`, MSS `mss`).
+fn tso_frame(src: MacAddr, dst: MacAddr, payload: &[u8], mss: u16) -> (VirtioNetHdr, Vec<u8>) {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(dst.as_bytes());
+    frame.extend_from_slice(src.as_bytes());
+    frame.extend_from_slice(&[0x08, 0x00]);
+    let total = (20 + 20 + payload.len()) as u16;
+    let mut ip = vec![
+        0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+    ];
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    let ip_csum = !ones_sum(0, &ip);
+    ip[10..12].copy_from_slice(&ip_csum.to_be_bytes());
+    let mut tcp = vec![
+        0x9c, 0x40, 0x13, 0x89, 0, 0, 0x03, 0xe8, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff,
+    ];
+    let partial = ones_sum(pseudo_sum(&ip, 20 + payload.len()), &[]);
+    tcp.extend_from_slice(&partial.to_be_bytes());
+    tcp.extend_from_slice(&[0, 0]);
+    frame.extend_from_slice(&ip);
+    frame.extend_from_slice(&tcp);
+    frame.extend_from_slice(payload);
+    let hdr = VirtioNetHdr {
+        flags: 1,    // VIRTIO_NET_HDR_F_NEEDS_CSUM
+        gso_type: 1, // VIRTIO_NET_HDR_GSO_TCPV4
+        hdr_len: 54,
+        gso_size: mss,
+        csum_start: 34,
+        csum_offset: 16,
+        num_buffers: 0,
+    };
+    (hdr, frame)
+}
+
+#[test]
+fn tso_frames_are_segmented_checksummed_and_each_segment_tagged() {
+    let lab = lab();
+    let (mut a, port) = lab.vif("a", mac(1), 100, 4);
+    let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    let (hdr, frame) = tso_frame(a.mac, PEER_MAC, &payload, 1400);
+    a.guest.send(0, &hdr, &frame).unwrap();
+    let mut carried = Vec::new();
+    let mut seq = 1000u32;
+    for expected in [1400usize, 1400, 1200] {
+        let wire = lab
+            .wire
+            .recv_matching(WAIT, |f| f.src() == Some(a.mac))
+            .expect("a segment on the wire");
+        assert_eq!(wire.c_tag(), Some((100, 4)));
+        let untagged = [&wire.bytes[..12], &wire.bytes[16..]].concat();
+        let (ip, tcp) = (&untagged[14..34], &untagged[34..]);
+        assert_eq!(tcp.len(), 20 + expected);
+        assert_eq!(ones_sum(0, ip), 0xffff, "IPv4 header checksum");
+        assert_eq!(
+            ones_sum(pseudo_sum(ip, tcp.len()), tcp),
+            0xffff,
+            "TCP checksum completed"
+        );
+        assert_eq!(u32::from_be_bytes(tcp[4..8].try_into().unwrap()), seq);
+        seq += expected as u32;
+        carried.extend_from_slice(&tcp[20..]);
+    }
+    assert_eq!(carried, payload, "segments carry the payload in order");
+    assert_eq!(port.stats().tx.snapshot().packets, 3);
 }
 
 /// A capture on `dev` inside `ns` that stops by itself after `count` frames matching `filter`.

@@ -168,11 +168,13 @@ impl Port for VlanPort {
             Ok(()) => Ok(Enqueued::Queued),
             Err(PushError::Drop(reason)) => {
                 batch.stats.record_drop(reason);
+                self.stats.tx.publish(&mut batch.stats);
                 Err(reason)
             }
             // A frame that does not fit an empty batch cannot be sent at all.
             Err(PushError::Full) => {
                 batch.stats.record_drop(DropReason::MtuExceeded);
+                self.stats.tx.publish(&mut batch.stats);
                 Err(DropReason::MtuExceeded)
             }
         }
