@@ -10,7 +10,9 @@
 //! uplink = { type = "local", segment = "lab" }
 //! ```
 //!
-//! Every other key of a `[[vif]]` table is a [`VifSpec`] field (see `vif_core::model`). The file
+//! Every other key of a `[[vif]]` table is a [`VifSpec`] field (see `vif_core::model`). Besides
+//! `[[vif]]`, a file may hold a `[metrics]` table ([`MetricsConfig`]) and a `[control]` table
+//! ([`ControlConfig`]). The file
 //! is refused as a whole, before any socket is touched, if any part is wrong: syntax and type
 //! errors carry the line and column, validation errors name the VIF, the field and the bound,
 //! and every message starts with the file path. VIF ids and socket paths must be unique.
@@ -27,6 +29,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 use vif_core::mac::MacAddr;
 use vif_core::model::{LocalUplink, ModelError, UplinkSpec, VifId, VifSpec};
+
+use crate::control::ControlConfig;
+use crate::metrics::MetricsConfig;
 
 /// The default VIF id when the daemon runs without a config file.
 pub const DEFAULT_VIF_ID: &str = "vif0";
@@ -67,6 +72,10 @@ pub struct DaemonConfig {
     /// Where the config came from, for messages: a file path or "command line".
     pub source: String,
     pub vifs: Vec<VifConfig>,
+    /// The `[metrics]` table; defaults when absent.
+    pub metrics: MetricsConfig,
+    /// The `[control]` table; defaults when absent.
+    pub control: ControlConfig,
 }
 
 /// Why a config is refused. Every message starts with where the config came from.
@@ -130,6 +139,12 @@ pub enum ConfigError {
     },
     #[error("config {path}: vif {vif}: socket path is empty")]
     SocketPathEmpty { path: String, vif: VifId },
+    #[error("config {path}: vif {vif}: socket {socket:?} is the daemon's control socket; give the VIF another socket")]
+    SocketIsControl {
+        path: String,
+        vif: VifId,
+        socket: PathBuf,
+    },
 }
 
 /// The directory default socket paths live in: `$VIF_RUNTIME_DIR`, else
@@ -178,6 +193,17 @@ impl DaemonConfig {
 
     /// Parses config text; `source` names it in messages and `base` anchors relative sockets.
     pub fn parse(text: &str, source: &str, base: &Path) -> Result<DaemonConfig, ConfigError> {
+        DaemonConfig::parse_vifs(text, source, base, false)
+    }
+
+    /// [`Self::parse`], optionally accepting a text without VIFs: a desired state sent to the
+    /// control socket may be empty (remove every VIF), a file the daemon starts from may not.
+    pub fn parse_vifs(
+        text: &str,
+        source: &str,
+        base: &Path,
+        allow_empty: bool,
+    ) -> Result<DaemonConfig, ConfigError> {
         let syntax = |location: &str, mut e: toml::de::Error| {
             e.set_input(Some(text));
             ConfigError::Syntax {
@@ -191,21 +217,26 @@ impl DaemonConfig {
         let mut root = root.into_inner();
         let vif_value = root.remove("vif");
 
-        // What is left must be known top-level keys (none yet besides `vif`): refusing the rest
-        // keeps a misspelt `[[vifs]]` from silently serving nothing.
+        // What is left must be known top-level tables: refusing the rest keeps a misspelt
+        // `[[vifs]]` from silently serving nothing.
         let rest = Spanned::new(root_span, DeValue::Table(root));
-        FileRest::deserialize(ValueDeserializer::from(rest)).map_err(|e| syntax("file", e))?;
+        let rest =
+            FileRest::deserialize(ValueDeserializer::from(rest)).map_err(|e| syntax("file", e))?;
 
-        let Some(vif_value) = vif_value else {
-            return Err(ConfigError::NoVifs {
-                path: source.to_owned(),
-            });
-        };
-        let DeValue::Array(mut tables) = vif_value.into_inner() else {
-            return Err(ConfigError::VifNotArray {
-                path: source.to_owned(),
-                found: "a single value",
-            });
+        let mut tables = match vif_value.map(Spanned::into_inner) {
+            None if allow_empty => toml::de::DeArray::new(),
+            None => {
+                return Err(ConfigError::NoVifs {
+                    path: source.to_owned(),
+                })
+            }
+            Some(DeValue::Array(tables)) => tables,
+            Some(_) => {
+                return Err(ConfigError::VifNotArray {
+                    path: source.to_owned(),
+                    found: "a single value",
+                })
+            }
         };
         let mut vifs = Vec::with_capacity(tables.len());
         for (index, slot) in tables.iter_mut().enumerate() {
@@ -250,8 +281,10 @@ impl DaemonConfig {
         let config = DaemonConfig {
             source: source.to_owned(),
             vifs,
+            metrics: rest.metrics,
+            control: rest.control,
         };
-        config.check()?;
+        config.check(allow_empty)?;
         Ok(config)
     }
 
@@ -291,17 +324,20 @@ impl DaemonConfig {
         let config = DaemonConfig {
             source,
             vifs: vec![VifConfig { spec, socket, mode }],
+            metrics: MetricsConfig::default(),
+            control: ControlConfig::default(),
         };
-        config.check()?;
+        config.check(false)?;
         Ok(config)
     }
 
     /// Validates every spec, then the rules across VIFs.
-    fn check(&self) -> Result<(), ConfigError> {
+    fn check(&self, allow_empty: bool) -> Result<(), ConfigError> {
         let path = || self.source.clone();
-        if self.vifs.is_empty() {
+        if self.vifs.is_empty() && !allow_empty {
             return Err(ConfigError::NoVifs { path: path() });
         }
+        let control = self.control.path();
         let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
         let mut sockets: BTreeMap<&Path, &VifId> = BTreeMap::new();
         for (index, vif) in self.vifs.iter().enumerate() {
@@ -336,6 +372,13 @@ impl DaemonConfig {
             }
             // Paths are compared as written (after joining the base); two spellings of one file
             // are caught when the second bind finds the first listening.
+            if control.as_deref() == Some(vif.socket.as_path()) {
+                return Err(ConfigError::SocketIsControl {
+                    path: path(),
+                    vif: vif.spec.id.clone(),
+                    socket: vif.socket.clone(),
+                });
+            }
             if let Some(other) = sockets.insert(&vif.socket, &vif.spec.id) {
                 return Err(ConfigError::DuplicateSocket {
                     path: path(),
@@ -349,10 +392,15 @@ impl DaemonConfig {
     }
 }
 
-/// Top-level keys other than `vif`; none are defined yet, so any is refused with its span.
+/// Top-level tables other than `vif`; any other key is refused with its span.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileRest {}
+struct FileRest {
+    #[serde(default)]
+    metrics: MetricsConfig,
+    #[serde(default)]
+    control: ControlConfig,
+}
 
 #[cfg(test)]
 mod tests {

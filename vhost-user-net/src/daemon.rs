@@ -4,37 +4,48 @@
 //! server-mode socket first (so a socket in use refuses the whole start before anything is
 //! served), builds one [`NetBackend`] per VIF on its segment, and hands each to a
 //! [`supervisor::VifSupervisor`] thread. [`Daemon::run`] then runs the daemon's own events on
-//! rust-vmm's `event-manager` in the calling thread (signals, FDB ageing; later the control
-//! socket) until SIGINT or SIGTERM, and shuts down: every supervisor is told to stop at once,
-//! then each is joined and its socket removed.
+//! rust-vmm's `event-manager` in the calling thread (signals, FDB ageing, the control socket and
+//! the metrics endpoint) until SIGINT or SIGTERM, and shuts down: every supervisor is told to
+//! stop at once, then each is joined and its socket removed.
 //!
 //! - [`socket`]: binding, stale-socket recovery, removal of only our own files;
 //! - [`supervisor`]: per-VIF thread, server and client mode, reconnect and backoff;
 //! - [`session`]: a backend's view for one connection (its exit events);
 //! - [`stop`]: stopping a supervisor wherever it waits;
-//! - [`events`]: signalfd and the FDB ageing timer as event-manager subscribers.
+//! - [`events`]: signalfd and the FDB ageing timer as event-manager subscribers;
+//! - [`status`]: a VIF's link state, provisioning times and batch-time histogram;
+//! - [`runtime`]: starting and removing VIFs while running, for the control socket;
+//! - [`services`]: the control socket and metrics endpoint.
 
 pub mod events;
+pub mod runtime;
+pub mod services;
 pub mod session;
 pub mod socket;
+pub mod status;
 pub mod stop;
 pub mod supervisor;
 
-use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vif_core::model::{UplinkSpec, VifId};
 
 use crate::backend::{BackendError, NetBackend};
-use crate::config::{DaemonConfig, SocketMode};
+use crate::config::DaemonConfig;
+use crate::control::server::ControlError;
+use crate::metrics::MetricsError;
 use crate::switch::Segment;
 use events::{FdbAgeing, ShutdownOnSignal, SignalFd, FDB_AGEING_TICK};
-use socket::{BoundSocket, SocketError};
-use supervisor::{ConnectionHooks, Endpoint, SupervisorError, VifSupervisor};
+use runtime::VifRecord;
+use services::Services;
+use socket::SocketError;
+use supervisor::{ConnectionHooks, SupervisorError, VifSupervisor};
 
 /// Why the daemon cannot start or run.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +68,10 @@ pub enum DaemonError {
     EventManager(event_manager::Error),
     #[error("cannot arm the FDB ageing timer: {0}")]
     Timer(#[source] std::io::Error),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 /// The datapath's contract (see `backend.rs`): wake listeners on every new handler, and leave
@@ -81,7 +96,8 @@ pub struct Daemon {
     supervisors: Vec<VifSupervisor>,
     /// One per segment name, shared by the VIFs on it.
     segments: BTreeMap<String, Arc<Segment>>,
-    backends: BTreeMap<VifId, Arc<NetBackend>>,
+    vifs: BTreeMap<VifId, VifRecord>,
+    services: Services,
 }
 
 /// The segment a VIF's uplink puts it on. Local uplinks name theirs; an overlay or VLAN is one
@@ -96,48 +112,24 @@ pub fn segment_name(vif: &VifId, uplink: &UplinkSpec) -> String {
 }
 
 impl Daemon {
-    /// Binds the sockets, builds the backends and starts one supervisor per VIF. On any error,
+    /// Binds the sockets, builds the backends and starts one supervisor per VIF, then binds the
+    /// control socket and the metrics endpoint (served by [`Self::run`]). On any error,
     /// whatever was started is stopped and the sockets bound so far are removed.
     pub fn start(config: &DaemonConfig) -> Result<Daemon, DaemonError> {
+        // The provisioning clock of the file's VIFs starts with the start.
+        let requested_at = Instant::now();
         let mut endpoints = Vec::with_capacity(config.vifs.len());
         for vif in &config.vifs {
-            let endpoint = match vif.mode {
-                SocketMode::Server => {
-                    Endpoint::Listen(BoundSocket::bind(&vif.socket).map_err(|source| {
-                        DaemonError::Socket {
-                            vif: vif.spec.id.clone(),
-                            source,
-                        }
-                    })?)
-                }
-                SocketMode::Client => Endpoint::Connect(vif.socket.clone()),
-            };
-            endpoints.push(endpoint);
+            endpoints.push(Daemon::endpoint(vif)?);
         }
-
         let mut daemon = Daemon {
             supervisors: Vec::with_capacity(config.vifs.len()),
             segments: BTreeMap::new(),
-            backends: BTreeMap::new(),
+            vifs: BTreeMap::new(),
+            services: Services::bind(config)?,
         };
         for (vif, endpoint) in config.vifs.iter().zip(endpoints) {
-            let name = segment_name(&vif.spec.id, &vif.spec.uplink);
-            let segment = Arc::clone(
-                daemon
-                    .segments
-                    .entry(name)
-                    .or_insert_with_key(|name| Segment::new(name)),
-            );
-            let backend =
-                NetBackend::new(&vif.spec, segment).map_err(|source| DaemonError::Backend {
-                    vif: vif.spec.id.clone(),
-                    source,
-                })?;
-            daemon
-                .backends
-                .insert(vif.spec.id.clone(), Arc::clone(&backend));
-            let supervisor = VifSupervisor::spawn(vif.spec.id.as_str(), backend, endpoint)?;
-            daemon.supervisors.push(supervisor);
+            daemon.spawn_vif(vif, endpoint, requested_at)?;
         }
         Ok(daemon)
     }
@@ -151,7 +143,7 @@ impl Daemon {
     }
 
     pub fn backend(&self, vif: &str) -> Option<&Arc<NetBackend>> {
-        self.backends.get(vif)
+        self.vifs.get(vif).map(|record| &record.backend)
     }
 
     /// Runs the daemon's events in this thread until a shutdown signal arrives, then shuts
@@ -161,11 +153,17 @@ impl Daemon {
         let mut manager = EventManager::<Box<dyn MutEventSubscriber>>::new()
             .map_err(DaemonError::EventManager)?;
         manager.add_subscriber(Box::new(ShutdownOnSignal::new(signals, Rc::clone(&exit))));
-        let segments = self.segments.values().cloned().collect();
-        let ageing = FdbAgeing::new(segments, FDB_AGEING_TICK).map_err(DaemonError::Timer)?;
+        // Shared with the control socket, which adds and removes VIFs, and the metrics; all of
+        // them run in this thread, one event at a time.
+        let daemon = Rc::new(RefCell::new(self));
+        let source = Rc::clone(&daemon);
+        let segments = Box::new(move || source.borrow().segments.values().cloned().collect());
+        let ageing =
+            FdbAgeing::with_source(segments, FDB_AGEING_TICK).map_err(DaemonError::Timer)?;
         manager.add_subscriber(Box::new(ageing));
+        services::add_subscribers(&daemon, &mut manager)?;
 
-        let mut reported_down = vec![false; self.supervisors.len()];
+        let mut reported_down = BTreeSet::new();
         let signal = loop {
             if let Some(signal) = exit.get() {
                 break signal;
@@ -174,18 +172,20 @@ impl Daemon {
                 log::error!("event manager failed: {e:?}; shutting down");
                 break libc::SIGTERM;
             }
-            for (supervisor, reported) in self.supervisors.iter().zip(&mut reported_down) {
-                if !*reported && supervisor.is_finished() {
+            for supervisor in &daemon.borrow().supervisors {
+                if supervisor.is_finished() && reported_down.insert(supervisor.vif().to_owned()) {
                     // Only a bug ends a supervisor early; the other VIFs keep running.
                     log::error!(
                         "vif {}: supervisor ended; the VIF is down",
                         supervisor.vif()
                     );
-                    *reported = true;
                 }
             }
         };
-        self.shutdown();
+        // The subscribers hold the other references; dropping them closes the control socket
+        // and the metrics endpoint.
+        drop(manager);
+        daemon.borrow_mut().stop_all();
         Ok(signal)
     }
 

@@ -7,12 +7,15 @@
 
 pub mod backend;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod device;
 pub mod inbox;
+pub mod metrics;
 pub mod offload_check;
 pub mod pipeline;
 pub mod port;
 pub mod rx;
+pub mod stream_server;
 pub mod switch;
 pub mod tx;

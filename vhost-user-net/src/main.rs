@@ -27,6 +27,9 @@ Examples:
       Client mode: QEMU listens (server=on); the daemon connects and reconnects.
   vhost-user-net --config /etc/vif/vif.toml --log-level debug
       Many VIFs from a TOML file ([[vif]] tables; see examples/vif.toml).
+  vhost-user-net --config vif.toml --metrics-listen 127.0.0.1:9500 --control-socket /run/vif/ctl.sock
+      Prometheus metrics on http://127.0.0.1:9500/metrics; manage VIFs at runtime with
+      `vifctl --socket /run/vif/ctl.sock list|create|remove|apply ...`.
 
 SIGINT or SIGTERM stops the daemon and removes the sockets it created.";
 
@@ -77,6 +80,22 @@ struct Cli {
     /// Do not print the QEMU / Cloud Hypervisor arguments at start.
     #[arg(long)]
     no_hints: bool,
+
+    /// Serve Prometheus metrics on this address [default: [metrics] listen, else 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "no_metrics")]
+    metrics_listen: Option<std::net::SocketAddr>,
+
+    /// Do not serve metrics.
+    #[arg(long)]
+    no_metrics: bool,
+
+    /// Control socket path [default: [control] socket, else <runtime dir>/control.sock].
+    #[arg(long, value_name = "PATH", conflicts_with = "no_control")]
+    control_socket: Option<PathBuf>,
+
+    /// Do not open a control socket.
+    #[arg(long)]
+    no_control: bool,
 }
 
 fn main() -> ExitCode {
@@ -104,7 +123,7 @@ fn init_logging(level: Option<log::LevelFilter>) {
 fn run(cli: &Cli) -> anyhow::Result<()> {
     // Before any thread exists, so every thread inherits the blocked mask (see daemon::events).
     let signals = SignalFd::block_shutdown_signals().context("cannot set up signal handling")?;
-    let config = match &cli.config {
+    let mut config = match &cli.config {
         Some(path) => DaemonConfig::from_file(path)?,
         None => DaemonConfig::from_flags(&QuickVif {
             id: cli.id.clone(),
@@ -117,6 +136,18 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
             segment: cli.segment.clone(),
         })?,
     };
+    if let Some(addr) = cli.metrics_listen {
+        config.metrics.listen = Some(addr);
+    }
+    if cli.no_metrics {
+        config.metrics.enabled = false;
+    }
+    if let Some(path) = &cli.control_socket {
+        config.control.socket = Some(path.clone());
+    }
+    if cli.no_control {
+        config.control.enabled = false;
+    }
     let daemon = Daemon::start(&config)?;
     if !cli.no_hints {
         print_hints(&config);

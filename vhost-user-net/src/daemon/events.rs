@@ -130,18 +130,29 @@ fn signal_name(signal: libc::c_int) -> String {
     }
 }
 
+/// The segments to age, asked at every tick: the control socket adds and removes segments.
+pub type SegmentSource = Box<dyn Fn() -> Vec<Arc<Segment>>>;
+
 /// Ages the forwarding databases of every segment on a periodic timerfd.
 pub struct FdbAgeing {
     timer: TimerFd,
-    segments: Vec<Arc<Segment>>,
+    segments: SegmentSource,
 }
 
 impl FdbAgeing {
-    /// Arms a periodic timer with `tick` for `segments`.
+    /// Arms a periodic timer with `tick` for a fixed set of `segments`.
     pub fn new(segments: Vec<Arc<Segment>>, tick: Duration) -> io::Result<FdbAgeing> {
+        FdbAgeing::with_source(Box::new(move || segments.clone()), tick)
+    }
+
+    /// Arms a periodic timer with `tick` for the segments `source` returns at each tick.
+    pub fn with_source(source: SegmentSource, tick: Duration) -> io::Result<FdbAgeing> {
         let mut timer = TimerFd::new()?;
         timer.reset(tick, Some(tick))?;
-        Ok(FdbAgeing { timer, segments })
+        Ok(FdbAgeing {
+            timer,
+            segments: source,
+        })
     }
 }
 
@@ -154,7 +165,7 @@ impl MutEventSubscriber for FdbAgeing {
             return;
         }
         let now = Instant::now();
-        for segment in &self.segments {
+        for segment in (self.segments)() {
             segment.age_out(now);
         }
     }

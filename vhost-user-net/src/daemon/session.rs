@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::io;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use vhost::vhost_user::message::{
     VhostTransferStateDirection, VhostTransferStatePhase, VhostUserProtocolFeatures,
@@ -27,18 +28,27 @@ use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
+use super::status::VifStatus;
+
 /// One worker's exit event, handed out once.
 type ExitPair = Option<(EventConsumer, EventNotifier)>;
 
 /// A backend as seen by one connection. Cheap to clone (the handler clones it per worker).
+///
+/// It also observes the connection for the VIF's [`VifStatus`]: `SET_FEATURES` marks the
+/// device started after DRIVER_OK (see `status.rs`), and each worker event's duration goes into
+/// the per-batch processing time histogram. Timing here, around the backend's `handle_event`,
+/// keeps the datapath itself free of metrics code: two vDSO clock reads per batch.
 pub struct SessionBackend<B> {
     inner: Arc<B>,
     exit_events: Arc<Mutex<Vec<ExitPair>>>,
+    status: Arc<VifStatus>,
 }
 
 impl<B: VhostUserBackend> SessionBackend<B> {
-    /// Wraps `inner` for one connection, with one exit event per worker thread.
-    pub fn new(inner: Arc<B>) -> io::Result<SessionBackend<B>> {
+    /// Wraps `inner` for one connection, with one exit event per worker thread, reporting to
+    /// `status`.
+    pub fn new(inner: Arc<B>, status: Arc<VifStatus>) -> io::Result<SessionBackend<B>> {
         let workers = inner.queues_per_thread().len();
         let mut exit_events = Vec::with_capacity(workers);
         for _ in 0..workers {
@@ -48,6 +58,7 @@ impl<B: VhostUserBackend> SessionBackend<B> {
         Ok(SessionBackend {
             inner,
             exit_events: Arc::new(Mutex::new(exit_events)),
+            status,
         })
     }
 }
@@ -57,6 +68,7 @@ impl<B> Clone for SessionBackend<B> {
         SessionBackend {
             inner: Arc::clone(&self.inner),
             exit_events: Arc::clone(&self.exit_events),
+            status: Arc::clone(&self.status),
         }
     }
 }
@@ -78,7 +90,8 @@ impl<B: VhostUserBackend> VhostUserBackend for SessionBackend<B> {
     }
 
     fn acked_features(&self, features: u64) {
-        self.inner.acked_features(features)
+        self.inner.acked_features(features);
+        self.status.driver_started();
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {
@@ -143,8 +156,14 @@ impl<B: VhostUserBackend> VhostUserBackend for SessionBackend<B> {
         vrings: &[B::Vring],
         thread_id: usize,
     ) -> io::Result<()> {
-        self.inner
-            .handle_event(device_event, evset, vrings, thread_id)
+        let started = Instant::now();
+        let result = self
+            .inner
+            .handle_event(device_event, evset, vrings, thread_id);
+        self.status
+            .batch_times()
+            .record(thread_id, started.elapsed());
+        result
     }
 
     fn set_device_state_fd(

@@ -20,7 +20,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use vhost::vhost_user::{Error as VhostUserError, Listener};
 use vhost_user_backend::bitmap::BitmapReplace;
@@ -33,6 +33,7 @@ use vmm_sys_util::epoll::Epoll;
 
 use super::session::SessionBackend;
 use super::socket::BoundSocket;
+use super::status::{LinkState, VifStatus};
 use super::stop::{Fired, StopSignal, Waiter};
 
 /// First wait before retrying a connect (client mode) or a failed connection setup.
@@ -117,14 +118,33 @@ pub struct VifSupervisor {
     thread: Option<JoinHandle<()>>,
     /// Kept here so the socket file is removed once the thread has ended.
     socket: Option<BoundSocket>,
+    status: Arc<VifStatus>,
 }
 
 impl VifSupervisor {
-    /// Starts serving `backend` at `endpoint` in a new thread.
+    /// Starts serving `backend` at `endpoint` in a new thread, with a status of its own.
     pub fn spawn<B>(
         vif: &str,
         backend: Arc<B>,
         endpoint: Endpoint,
+    ) -> Result<VifSupervisor, SupervisorError>
+    where
+        B: VhostUserBackend + ConnectionHooks + 'static,
+        B::Bitmap: BitmapReplace + NewBitmap + Clone + Send + Sync,
+        B::Vring: Clone + Send + Sync,
+    {
+        let workers = backend.queues_per_thread().len();
+        let status = VifStatus::new(Instant::now(), workers, Arc::default());
+        VifSupervisor::spawn_with_status(vif, backend, endpoint, Arc::new(status))
+    }
+
+    /// Starts serving `backend` at `endpoint` in a new thread, reporting its connection state,
+    /// provisioning stages and batch times to `status`.
+    pub fn spawn_with_status<B>(
+        vif: &str,
+        backend: Arc<B>,
+        endpoint: Endpoint,
+        status: Arc<VifStatus>,
     ) -> Result<VifSupervisor, SupervisorError>
     where
         B: VhostUserBackend + ConnectionHooks + 'static,
@@ -172,6 +192,7 @@ impl VifSupervisor {
             backend,
             stop: Arc::clone(&stop),
             waiter,
+            status: Arc::clone(&status),
         };
         let thread = std::thread::Builder::new()
             .name(format!("vif-{vif}"))
@@ -188,11 +209,17 @@ impl VifSupervisor {
             stop,
             thread: Some(thread),
             socket,
+            status,
         })
     }
 
     pub fn vif(&self) -> &str {
         &self.vif
+    }
+
+    /// The VIF's connection state and timings.
+    pub fn status(&self) -> &Arc<VifStatus> {
+        &self.status
     }
 
     /// The socket this daemon bound for the VIF (server mode only).
@@ -225,6 +252,7 @@ impl VifSupervisor {
         }
         // Dropping the bound socket removes the file if it is still ours.
         self.socket.take();
+        self.status.set_state(LinkState::Stopped);
     }
 }
 
@@ -244,6 +272,7 @@ struct Context<B> {
     backend: Arc<B>,
     stop: Arc<StopSignal>,
     waiter: Waiter,
+    status: Arc<VifStatus>,
 }
 
 /// A connection's `VhostUserDaemon`, built before connecting.
@@ -256,8 +285,8 @@ where
     B::Vring: Clone + Send + Sync,
 {
     fn new_session(&self) -> Result<Session<B>, SessionError> {
-        let backend =
-            SessionBackend::new(Arc::clone(&self.backend)).map_err(SessionError::ExitEvents)?;
+        let backend = SessionBackend::new(Arc::clone(&self.backend), Arc::clone(&self.status))
+            .map_err(SessionError::ExitEvents)?;
         let session = VhostUserDaemon::new(
             format!("vu-{}", self.vif),
             backend,
@@ -274,6 +303,7 @@ where
     /// the session at the end joins its vring workers.
     fn run_connected(&self, mut session: Session<B>) {
         self.stop.publish(session.shutdown_handle());
+        self.status.connected();
         log::info!("vif {}: frontend connected", self.vif);
         let result = session.wait();
         self.stop.publish(None);
@@ -315,6 +345,8 @@ where
         // removes it at shutdown, and only if it is still ours (see `socket.rs`).
         let mut listener = Listener::from(listener);
         let mut backoff = BACKOFF_INITIAL;
+        self.status.set_state(LinkState::Listening);
+        self.status.socket_ready();
         log::info!("vif {}: listening", self.vif);
         loop {
             match self.waiter.wait(None) {
@@ -342,6 +374,7 @@ where
                 Ok(session) => {
                     backoff = BACKOFF_INITIAL;
                     self.run_connected(session);
+                    self.status.set_state(LinkState::Listening);
                     log::info!("vif {}: listening again", self.vif);
                 }
                 Err(e) => {
@@ -379,7 +412,9 @@ where
                 Ok(session) => {
                     backoff = BACKOFF_INITIAL;
                     announced = false;
+                    self.status.socket_ready();
                     self.run_connected(session);
+                    self.status.set_state(LinkState::Reconnecting);
                     if !self.stop.is_requested() {
                         log::info!("vif {}: reconnecting to {path}", self.vif);
                     }
