@@ -20,7 +20,7 @@
 //! `Rx-pps: R ... Tx-pps: T` rates since the previous report; at exit, `Forward statistics for
 //! port N` with `RX-packets`, `TX-packets` and `TX-dropped` (frames the port's TX ring refused).
 //! [`parse_rates`] and [`parse_forward_totals`] read those; testpmd 22.11's layout (see the
-//! fixture in the tests).
+//! fixture in the `parsers` tests of vhost-user-net/tests/dpdk_peer.rs).
 
 use std::fs::File;
 use std::io;
@@ -166,11 +166,6 @@ impl Testpmd {
     /// The process group id (the script's PID, which `exec`s into `timeout`).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    /// Whether it is still running (reaps it if it ended).
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
     /// Everything it printed so far.
@@ -320,75 +315,4 @@ pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted.get(sorted.len().checked_sub(1)? / 2).copied()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Cut from a testpmd 22.11.11 (Debian 12 `dpdk-dev`) txonly run on a net_virtio_user port,
-    /// stats period 1 s, stopped with SIGINT.
-    const LOG: &str = "\
-Port statistics ====================================
-  ######################## NIC statistics for port 0  ########################
-  RX-packets: 0          RX-missed: 0          RX-bytes:  0
-  RX-errors: 0
-  RX-nombuf:  0
-  TX-packets: 21321600   TX-errors: 0          TX-bytes:  1364582400
-
-  Throughput (since last show)
-  Rx-pps:            0          Rx-bps:            0
-  Tx-pps:      1606027          Tx-bps:    822278192
-  ############################################################################
-Telling cores to stop...
-Waiting for lcores to finish...
-
-  ---------------------- Forward statistics for port 0  ----------------------
-  RX-packets: 0              RX-dropped: 0             RX-total: 0
-  TX-packets: 21321600       TX-dropped: 172388608     TX-total: 193710208
-  ----------------------------------------------------------------------------
-
-  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
-  RX-packets: 0              RX-dropped: 0             RX-total: 0
-  TX-packets: 21321600       TX-dropped: 172388608     TX-total: 193710208
-  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++
-";
-
-    #[test]
-    fn rates_of_each_report_and_port() {
-        assert_eq!(
-            parse_rates(LOG),
-            vec![PortRates {
-                port: 0,
-                rx_pps: 0,
-                tx_pps: 1_606_027
-            }]
-        );
-    }
-
-    #[test]
-    fn forward_totals_skip_the_accumulated_block() {
-        assert_eq!(
-            parse_forward_totals(LOG),
-            vec![ForwardTotals {
-                port: 0,
-                rx_packets: 0,
-                tx_packets: 21_321_600,
-                tx_dropped: 172_388_608,
-            }]
-        );
-    }
-
-    #[test]
-    fn garbage_parses_to_nothing() {
-        assert!(parse_rates("Tx-pps: x\nNIC statistics for port q\nRx-pps:").is_empty());
-        assert!(parse_forward_totals("Forward statistics for port\nTX-packets:").is_empty());
-    }
-
-    #[test]
-    fn median_takes_the_lower_middle() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0));
-        assert_eq!(median(&[]), None);
-    }
 }

@@ -319,3 +319,74 @@ fn guest_frames_come_back_from_testpmd_macswap() {
     assert!(pmd_vif.rx.packets >= sent.len() as u64, "{pmd_vif:?}");
     assert!(pmd_vif.tx.packets >= sent.len() as u64, "{pmd_vif:?}");
 }
+
+/// The report parsers of `testpmd.rs` (here, where `cargo test` runs them).
+mod parsers {
+    use super::testpmd::*;
+
+    /// Cut from a testpmd 22.11.11 (Debian 12 `dpdk-dev`) txonly run on a net_virtio_user port,
+    /// stats period 1 s, stopped with SIGINT.
+    const LOG: &str = "\
+Port statistics ====================================
+  ######################## NIC statistics for port 0  ########################
+  RX-packets: 0          RX-missed: 0          RX-bytes:  0
+  RX-errors: 0
+  RX-nombuf:  0
+  TX-packets: 21321600   TX-errors: 0          TX-bytes:  1364582400
+
+  Throughput (since last show)
+  Rx-pps:            0          Rx-bps:            0
+  Tx-pps:      1606027          Tx-bps:    822278192
+  ############################################################################
+Telling cores to stop...
+Waiting for lcores to finish...
+
+  ---------------------- Forward statistics for port 0  ----------------------
+  RX-packets: 0              RX-dropped: 0             RX-total: 0
+  TX-packets: 21321600       TX-dropped: 172388608     TX-total: 193710208
+  ----------------------------------------------------------------------------
+
+  +++++++++++++++ Accumulated forward statistics for all ports+++++++++++++++
+  RX-packets: 0              RX-dropped: 0             RX-total: 0
+  TX-packets: 21321600       TX-dropped: 172388608     TX-total: 193710208
+  ++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++++
+";
+
+    #[test]
+    fn rates_of_each_report_and_port() {
+        assert_eq!(
+            parse_rates(LOG),
+            vec![PortRates {
+                port: 0,
+                rx_pps: 0,
+                tx_pps: 1_606_027
+            }]
+        );
+    }
+
+    #[test]
+    fn forward_totals_skip_the_accumulated_block() {
+        assert_eq!(
+            parse_forward_totals(LOG),
+            vec![ForwardTotals {
+                port: 0,
+                rx_packets: 0,
+                tx_packets: 21_321_600,
+                tx_dropped: 172_388_608,
+            }]
+        );
+    }
+
+    #[test]
+    fn garbage_parses_to_nothing() {
+        assert!(parse_rates("Tx-pps: x\nNIC statistics for port q\nRx-pps:").is_empty());
+        assert!(parse_forward_totals("Forward statistics for port\nTX-packets:").is_empty());
+    }
+
+    #[test]
+    fn median_takes_the_lower_middle() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[]), None);
+    }
+}
