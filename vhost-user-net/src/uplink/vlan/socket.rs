@@ -313,18 +313,26 @@ impl RecvBatch {
             msgs: vec![unsafe { std::mem::zeroed() }; BATCH],
             received: 0,
         };
-        let frames = batch.frames.as_mut_ptr();
-        let control = batch.control.as_mut_ptr();
-        for i in 0..BATCH {
-            let (iov, msg) = (&mut batch.iovecs[i], &mut batch.msgs[i]);
-            // SAFETY (pointer arithmetic): `i * slot_len` and `i * CONTROL_LEN` are inside
-            // their buffers, allocated as BATCH slots of those sizes.
-            iov.iov_base = unsafe { frames.add(i * slot_len) }.cast();
-            iov.iov_len = slot_len;
+        let RecvBatch {
+            frames,
+            control,
+            addrs,
+            iovecs,
+            msgs,
+            ..
+        } = &mut batch;
+        let slots = frames.chunks_exact_mut(slot_len.max(1));
+        let controls = control.chunks_exact_mut(CONTROL_LEN);
+        let per_message = iovecs.iter_mut().zip(msgs.iter_mut()).zip(addrs.iter_mut());
+        for (((iov, msg), addr), (slot, control)) in per_message.zip(slots.zip(controls)) {
+            // The pointers stay valid while `batch` lives: they point into its own heap
+            // buffers, which are never resized.
+            iov.iov_base = slot.as_mut_ptr().cast();
+            iov.iov_len = slot.len();
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
-            msg.msg_hdr.msg_control = unsafe { control.add(i * CONTROL_LEN) }.cast();
-            msg.msg_hdr.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_ll).cast();
+            msg.msg_hdr.msg_control = control.as_mut_ptr().cast();
+            msg.msg_hdr.msg_name = (addr as *mut libc::sockaddr_ll).cast();
         }
         batch
     }
