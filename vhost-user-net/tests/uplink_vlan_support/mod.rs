@@ -461,3 +461,13 @@ pub fn ensure_tshark() {
         assert!(status.success(), "apt-get install tshark failed");
     }
 }
+
+/// Waits (bounded) until `done` holds, for counters published just after the frame they count
+/// was seen: the datapath sends, then publishes.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(1));
+    }
+}
