@@ -187,12 +187,24 @@ impl<'g> RawQueue<'g> {
         self.ring.kick()
     }
 
-    /// Waits until `used.idx` has moved `count` entries past the driver's last consumed
-    /// position, or `Timeout`.
+    /// Waits until `used.idx` is `count` entries past the driver's last consumed position
+    /// (the normal path consumes; the raw API does not), or `Timeout`. To wait for a
+    /// position read earlier with [`RawQueue::used_idx`], use [`RawQueue::wait_used_idx`].
     pub fn wait_used(&mut self, count: u16, timeout: Duration) -> Result<(), GuestError> {
         let deadline = Instant::now() + timeout;
         let have = count.saturating_sub(1);
         self.ring
             .wait_used(self.ram, have, deadline, "raw wait_used", timeout)
+    }
+
+    /// Waits until `used.idx` reaches `target` (in 16-bit ring arithmetic), or `Timeout`.
+    pub fn wait_used_idx(&mut self, target: u16, timeout: Duration) -> Result<(), GuestError> {
+        let deadline = Instant::now() + timeout;
+        let ahead = target.wrapping_sub(self.ring.last_used());
+        if ahead == 0 || ahead > 0x8000 {
+            return Ok(());
+        }
+        self.ring
+            .wait_used(self.ram, ahead - 1, deadline, "raw wait_used_idx", timeout)
     }
 }
