@@ -88,24 +88,22 @@ impl GuestRam {
     /// Hands out `len` bytes aligned to `align` (a power of two), zero-filled by the kernel on
     /// first touch.
     pub fn alloc(&mut self, len: u64, align: u64) -> Result<GuestAddress, GuestError> {
-        let exhausted = GuestError::OutOfGuestMemory {
+        let exhausted = || GuestError::OutOfGuestMemory {
             requested: len,
             align,
             available: self.available(),
             size: self.size,
         };
         if !align.is_power_of_two() {
-            return Err(exhausted);
+            return Err(exhausted());
         }
         // `base` is page-aligned in practice, but align the absolute address anyway.
         let start = (self.base + self.next_free)
             .checked_next_multiple_of(align)
-            .ok_or_else(|| clone_oom(&exhausted))?;
-        let end = start
-            .checked_add(len)
-            .ok_or_else(|| clone_oom(&exhausted))?;
+            .ok_or_else(exhausted)?;
+        let end = start.checked_add(len).ok_or_else(exhausted)?;
         if end > self.end() {
-            return Err(exhausted);
+            return Err(exhausted());
         }
         self.next_free = end - self.base;
         Ok(GuestAddress(start))
@@ -201,23 +199,6 @@ impl GuestRam {
             done += n;
         }
         Ok(())
-    }
-}
-
-fn clone_oom(err: &GuestError) -> GuestError {
-    match err {
-        GuestError::OutOfGuestMemory {
-            requested,
-            align,
-            available,
-            size,
-        } => GuestError::OutOfGuestMemory {
-            requested: *requested,
-            align: *align,
-            available: *available,
-            size: *size,
-        },
-        _ => GuestError::NotConnected,
     }
 }
 

@@ -160,7 +160,7 @@ impl VirtualGuest {
         let mut frontend = frontend_from(stream, &cfg)?;
         let negotiated = negotiate(&mut frontend, &cfg)?;
         let event_idx = negotiated.has(feature::EVENT_IDX);
-        let queues = (0..cfg.queue_pairs * 2)
+        let queues = (0..cfg.queue_pairs.saturating_mul(2))
             .map(|index| NetQueue::new(index, cfg.queue_size, &mut ram, event_idx))
             .collect::<Result<Vec<_>, _>>()?;
         let mut guest = VirtualGuest {
