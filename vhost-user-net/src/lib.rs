@@ -19,3 +19,4 @@ pub mod rx;
 pub mod stream_server;
 pub mod switch;
 pub mod tx;
+pub mod uplink;
