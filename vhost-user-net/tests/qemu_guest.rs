@@ -190,8 +190,6 @@ impl Guest {
 }
 
 #[test]
-#[ignore = "vhost 0.18 and vhost-user-backend 0.24 refuse the SET_VRING_ENABLE that QEMU 7.2 \
-            sends before SET_FEATURES, so the daemon drops QEMU's connection (README: Real guest)"]
 fn two_linux_guests_ping_across_one_local_segment() {
     let scratch = Scratch::new();
     let image = guest_image(&scratch);
