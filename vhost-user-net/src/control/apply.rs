@@ -100,7 +100,7 @@ pub fn plan(
     let mut plan = Plan::default();
     for vif in desired {
         let id = &vif.spec.id;
-        if control_socket == Some(vif.socket.as_path()) {
+        if control_socket.is_some_and(|control| same_path(control, &vif.socket)) {
             return Err(PlanError::ControlSocket {
                 vif: id.clone(),
                 socket: vif.socket.clone(),
@@ -147,9 +147,9 @@ pub fn plan(
         .iter()
         .chain(plan.restart.iter().map(|c| &c.config));
     for vif in claims {
-        let holder = current
-            .values()
-            .find(|running| running.socket == vif.socket && running.spec.id != vif.spec.id);
+        let holder = current.values().find(|running| {
+            same_path(&running.socket, &vif.socket) && running.spec.id != vif.spec.id
+        });
         if let Some(holder) = holder {
             let holder_stays = !leaving.contains(&holder.spec.id);
             if holder_stays {
@@ -162,6 +162,18 @@ pub fn plan(
         }
     }
     Ok(plan)
+}
+
+/// Whether two socket paths name the same file as the daemon sees them: a relative path is
+/// relative to the daemon's working directory (a config file given as `vif.toml` yields
+/// `web-1.sock`, a request from `vifctl` the absolute path). Lexical, no file system access:
+/// the files may not exist yet.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    a == b
+        || match (std::path::absolute(a), std::path::absolute(b)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
 }
 
 /// The top-level keys of two VIF configs that differ: the spec's keys as the config file
@@ -183,7 +195,7 @@ pub fn changed_fields(old: &VifConfig, new: &VifConfig) -> Vec<String> {
         // Serialization lost a difference: still a change.
         fields.push("spec".to_owned());
     }
-    if old.socket != new.socket {
+    if !same_path(&old.socket, &new.socket) {
         fields.push("socket".to_owned());
     }
     if old.mode != new.mode {
@@ -287,6 +299,19 @@ mod tests {
                 Some(Path::new("/run/vif/a.sock"))
             ),
             Err(PlanError::ControlSocket { .. })
+        ));
+    }
+
+    #[test]
+    fn relative_and_absolute_sockets_compare_equal() {
+        let mut a = vif("a", 1);
+        a.socket = PathBuf::from("a.sock");
+        let mut b = a.clone();
+        b.socket = std::env::current_dir().unwrap().join("a.sock");
+        assert!(changed_fields(&a, &b).is_empty());
+        assert!(same_path(
+            Path::new("x/../a.sock"),
+            Path::new("x/../a.sock")
         ));
     }
 

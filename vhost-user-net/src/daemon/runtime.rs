@@ -24,7 +24,7 @@ use super::supervisor::{Endpoint, VifSupervisor};
 use super::{segment_name, Daemon, DaemonError};
 use crate::backend::NetBackend;
 use crate::config::{SocketMode, VifConfig};
-use crate::control::apply::Plan;
+use crate::control::apply::{same_path, Plan};
 use crate::metrics::collect::{render, Scrape, SegmentView, VifView};
 use crate::switch::Segment;
 
@@ -149,7 +149,10 @@ impl Daemon {
         // 1. Bind what can be bound before anything changes.
         let mut prebound: BTreeMap<VifId, Endpoint> = BTreeMap::new();
         for vif in &plan.add {
-            let held = self.vifs.values().any(|r| r.config.socket == vif.socket);
+            let held = self
+                .vifs
+                .values()
+                .any(|r| same_path(&r.config.socket, &vif.socket));
             if vif.mode == SocketMode::Server && !held {
                 let endpoint = Daemon::endpoint(vif).map_err(ExecuteError::Refused)?;
                 prebound.insert(vif.spec.id.clone(), endpoint);

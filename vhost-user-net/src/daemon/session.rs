@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -43,6 +44,8 @@ pub struct SessionBackend<B> {
     inner: Arc<B>,
     exit_events: Arc<Mutex<Vec<ExitPair>>>,
     status: Arc<VifStatus>,
+    /// Whether this connection's frontend has started the device yet.
+    started: Arc<AtomicBool>,
 }
 
 impl<B: VhostUserBackend> SessionBackend<B> {
@@ -59,6 +62,7 @@ impl<B: VhostUserBackend> SessionBackend<B> {
             inner,
             exit_events: Arc::new(Mutex::new(exit_events)),
             status,
+            started: Arc::new(AtomicBool::new(false)),
         })
     }
 }
@@ -69,6 +73,7 @@ impl<B> Clone for SessionBackend<B> {
             inner: Arc::clone(&self.inner),
             exit_events: Arc::clone(&self.exit_events),
             status: Arc::clone(&self.status),
+            started: Arc::clone(&self.started),
         }
     }
 }
@@ -91,7 +96,8 @@ impl<B: VhostUserBackend> VhostUserBackend for SessionBackend<B> {
 
     fn acked_features(&self, features: u64) {
         self.inner.acked_features(features);
-        self.status.driver_started();
+        let first = !self.started.swap(true, Ordering::AcqRel);
+        self.status.device_started(first);
     }
 
     fn protocol_features(&self) -> VhostUserProtocolFeatures {

@@ -104,13 +104,22 @@ impl VifStatus {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    /// A frontend connected: counts it and marks the link connected.
+    /// A frontend connected: marks the link connected.
     pub fn connected(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
         self.set_state(LinkState::Connected);
     }
 
-    /// Frontend connections served so far.
+    /// A connection's frontend started the device (`SET_FEATURES`; see the module docs);
+    /// `first_in_connection` counts the connection. Connections that never start the device (a
+    /// readiness probe, a VMM that gives up during negotiation) are not counted.
+    pub fn device_started(&self, first_in_connection: bool) {
+        if first_in_connection {
+            self.connections.fetch_add(1, Ordering::Relaxed);
+        }
+        self.driver_started();
+    }
+
+    /// Frontend connections that started the device so far.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
@@ -201,8 +210,11 @@ mod tests {
             assert_eq!(status.state(), state);
         }
         status.connected();
-        status.connected();
         assert_eq!(status.state(), LinkState::Connected);
+        status.device_started(true);
+        status.device_started(false);
+        status.device_started(true);
         assert_eq!(status.connections(), 2);
+        assert!(status.driver_ok_after().is_some());
     }
 }

@@ -145,7 +145,7 @@ fn vif_families(out: &mut Exposition, reads: &[Read<'_>]) {
     out.family(
         name,
         MetricType::Counter,
-        "vhost-user frontend connections the VIF has served (a reconnect counts one more).",
+        "vhost-user frontend connections that started the VIF's device (a reconnect counts one more).",
     );
     for read in reads {
         out.sample(name, &read.base(), read.view.status.connections());
@@ -371,11 +371,7 @@ mod tests {
     use super::*;
     use crate::metrics::exposition::tests::{parse_exposition, ParsedSample};
 
-    fn value(
-        samples: &[ParsedSample],
-        name: &str,
-        want: &[(&str, &str)],
-    ) -> Option<String> {
+    fn value(samples: &[ParsedSample], name: &str, want: &[(&str, &str)]) -> Option<String> {
         samples
             .iter()
             .find(|(n, labels, _)| {
@@ -398,6 +394,7 @@ mod tests {
         let status = VifStatus::new(Instant::now(), 2, Arc::clone(&prov));
         status.socket_ready();
         status.connected();
+        status.device_started(true);
         status
             .batch_times()
             .record(1, std::time::Duration::from_micros(3));
@@ -470,7 +467,7 @@ mod tests {
             "vif_provisioning_seconds",
             &[("stage", "driver_ok")]
         )
-        .is_none());
+        .is_some());
         let count = [("stage", "socket_ready")];
         assert_eq!(
             value(&samples, "vif_provisioning_duration_seconds_count", &count).as_deref(),
