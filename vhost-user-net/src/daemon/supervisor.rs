@@ -165,6 +165,11 @@ impl VifSupervisor {
             vif: vif.to_owned(),
             source,
         })?;
+        // The socket is bound (or the VMM's path known) before the thread runs: report that.
+        status.set_state(match endpoint {
+            Endpoint::Listen(_) => LinkState::Listening,
+            Endpoint::Connect(_) => LinkState::Connecting,
+        });
         let (socket, task) = match endpoint {
             Endpoint::Listen(bound) => {
                 let listener = bound
