@@ -40,6 +40,10 @@ use super::stop::{Fired, StopSignal, Waiter};
 pub const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 /// Longest wait between retries; also bounds how long a VM waits for a restarted daemon.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// A client-mode session shorter than this, or one that ended in an error, is followed by a
+/// back-off before reconnecting: a frontend that accepts and then drops us (or that we refuse)
+/// must not make us reconnect hundreds of times a second.
+pub const HEALTHY_SESSION: Duration = Duration::from_secs(1);
 
 /// Why a VIF's supervisor cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -306,7 +310,8 @@ where
 
     /// Serves a connected session until the frontend leaves or a stop is requested. Dropping
     /// the session at the end joins its vring workers.
-    fn run_connected(&self, mut session: Session<B>) {
+    /// Serves one connection until it ends; `true` if it ended as a normal hang-up.
+    fn run_connected(&self, mut session: Session<B>) -> bool {
         self.stop.publish(session.shutdown_handle());
         self.status.connected();
         log::info!("vif {}: frontend connected", self.vif);
@@ -321,10 +326,15 @@ where
                 VhostUserError::Disconnected | VhostUserError::PartialMessage,
             )) => log::info!("vif {}: frontend disconnected", self.vif),
             Err(e) if self.stop.is_requested() => {
-                log::debug!("vif {}: connection closed for shutdown: {e}", self.vif)
+                log::debug!("vif {}: connection closed for shutdown: {e}", self.vif);
+                return true;
             }
-            Err(e) => log::warn!("vif {}: connection failed, dropped: {e}", self.vif),
+            Err(e) => {
+                log::warn!("vif {}: connection failed, dropped: {e}", self.vif);
+                return false;
+            }
         }
+        true
     }
 
     /// Waits `delay` unless a stop comes first; `true` if stopping.
@@ -415,16 +425,26 @@ where
             });
             match attempt {
                 Ok(session) => {
-                    backoff = BACKOFF_INITIAL;
                     announced = false;
                     self.status.socket_ready();
-                    self.run_connected(session);
+                    let started = Instant::now();
+                    let clean = self.run_connected(session);
                     self.status.set_state(LinkState::Reconnecting);
-                    if !self.stop.is_requested() {
-                        log::info!("vif {}: reconnecting to {path}", self.vif);
+                    if self.stop.is_requested() {
+                        return;
                     }
-                    // Reconnect at once: a VMM that restarted is usually listening already.
-                    continue;
+                    log::info!("vif {}: reconnecting to {path}", self.vif);
+                    if clean && started.elapsed() >= HEALTHY_SESSION {
+                        // A VMM that restarted is usually listening already: reconnect at once.
+                        backoff = BACKOFF_INITIAL;
+                        continue;
+                    }
+                    // A failed or very short session: the frontend refuses us (or we refuse
+                    // it); back off as for an unreachable socket.
+                    if self.pause(backoff) {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
                 Err(e) => {
                     if !announced {
