@@ -37,10 +37,13 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vif_core::model::{UplinkSpec, VifId};
 
 use crate::backend::{BackendError, NetBackend};
-use crate::config::DaemonConfig;
+use crate::config::{default_socket_dir, DaemonConfig, VifConfig};
 use crate::control::server::ControlError;
 use crate::metrics::MetricsError;
 use crate::switch::Segment;
+use crate::uplink::sriov::netlink::RtNetlink;
+use crate::uplink::sriov::{self, SriovError, SriovManager, VfAssignment, VfSettings};
+use crate::uplink::vlan::{VlanError, VlanUplinks};
 use events::{FdbAgeing, ShutdownOnSignal, SignalFd, FDB_AGEING_TICK};
 use runtime::VifRecord;
 use services::Services;
@@ -72,6 +75,14 @@ pub enum DaemonError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("vif {vif}: {source}")]
+    Vlan {
+        vif: VifId,
+        #[source]
+        source: VlanError,
+    },
+    #[error(transparent)]
+    Sriov(#[from] SriovError),
 }
 
 /// The datapath's contract (see `backend.rs`): wake listeners on every new handler, and leave
@@ -98,6 +109,15 @@ pub struct Daemon {
     segments: BTreeMap<String, Arc<Segment>>,
     vifs: BTreeMap<VifId, VifRecord>,
     services: Services,
+    /// The parent interfaces of VLAN VIFs: one AF_PACKET socket each, shared by their VIDs.
+    vlans: VlanUplinks,
+    /// SR-IOV VFs handed to VMMs (such VIFs have no socket, backend or supervisor); open when
+    /// the config has SR-IOV VIFs or a previous daemon left VFs to collect.
+    sriov: Option<SriovManager<RtNetlink>>,
+}
+
+fn is_sriov(vif: &VifConfig) -> bool {
+    matches!(vif.spec.uplink, UplinkSpec::SriovVf(_))
 }
 
 /// The segment a VIF's uplink puts it on. Local uplinks name theirs; an overlay or VLAN is one
@@ -119,17 +139,34 @@ impl Daemon {
         // The provisioning clock of the file's VIFs starts with the start.
         let requested_at = Instant::now();
         let mut endpoints = Vec::with_capacity(config.vifs.len());
-        for vif in &config.vifs {
+        for vif in config.vifs.iter().filter(|vif| !is_sriov(vif)) {
             endpoints.push(Daemon::endpoint(vif)?);
         }
+        // SR-IOV state lives beside the default sockets (one lock per run directory).
+        let run_dir = default_socket_dir();
+        let sriov = if config.vifs.iter().any(is_sriov) || sriov::has_state(&run_dir) {
+            Some(SriovManager::open_system(&run_dir)?)
+        } else {
+            None
+        };
         let mut daemon = Daemon {
             supervisors: Vec::with_capacity(config.vifs.len()),
             segments: BTreeMap::new(),
             vifs: BTreeMap::new(),
             services: Services::bind(config)?,
+            vlans: VlanUplinks::new(),
+            sriov,
         };
-        for (vif, endpoint) in config.vifs.iter().zip(endpoints) {
+        let socket_vifs = config.vifs.iter().filter(|vif| !is_sriov(vif));
+        for (vif, endpoint) in socket_vifs.zip(endpoints) {
             daemon.spawn_vif(vif, endpoint, requested_at)?;
+        }
+        for vif in config.vifs.iter().filter(|vif| is_sriov(vif)) {
+            daemon.allocate_vf(vif)?;
+        }
+        // VFs a crashed daemon left to VIFs no longer configured go back to the host.
+        if let Some(sriov) = daemon.sriov.as_mut() {
+            sriov.collect_garbage();
         }
         Ok(daemon)
     }
@@ -144,6 +181,55 @@ impl Daemon {
 
     pub fn backend(&self, vif: &str) -> Option<&Arc<NetBackend>> {
         self.vifs.get(vif).map(|record| &record.backend)
+    }
+
+    /// The VF handed to SR-IOV VIF `vif`, with its VMM arguments
+    /// ([`VfAssignment::qemu_args`], [`VfAssignment::cloud_hypervisor_args`]).
+    pub fn vf_assignment(&self, vif: &str) -> Option<&VfAssignment> {
+        self.sriov.as_ref()?.assignment(vif)
+    }
+
+    /// Puts a VIF's uplink port on its segment: the VLAN port of its (parent, VID). Called by
+    /// `spawn_vif` once the segment exists.
+    pub(super) fn attach_uplink(
+        &mut self,
+        vif: &VifConfig,
+        segment: &Arc<Segment>,
+    ) -> Result<(), DaemonError> {
+        if let UplinkSpec::Vlan(vlan) = &vif.spec.uplink {
+            self.vlans
+                .attach(vlan, segment)
+                .map_err(|source| DaemonError::Vlan {
+                    vif: vif.spec.id.clone(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Prepares the VF of SR-IOV VIF `vif` and logs what the VMM needs: the VIF has no
+    /// vhost-user socket; the guest drives the VF itself.
+    fn allocate_vf(&mut self, vif: &VifConfig) -> Result<(), DaemonError> {
+        let (UplinkSpec::SriovVf(uplink), Some(sriov)) = (&vif.spec.uplink, self.sriov.as_mut())
+        else {
+            return Ok(());
+        };
+        let assignment = sriov.allocate(
+            vif.spec.id.as_str(),
+            vif.spec.mac,
+            uplink,
+            &VfSettings::default(),
+        )?;
+        log::info!(
+            "vif {}: VF {} of {} at {}; QEMU: {}; Cloud Hypervisor: {}",
+            vif.spec.id,
+            assignment.vf,
+            assignment.pf,
+            assignment.bdf,
+            vmm_integration::args::shell_line(&assignment.qemu_args()?),
+            vmm_integration::args::shell_line(&assignment.cloud_hypervisor_args()?),
+        );
+        Ok(())
     }
 
     /// Runs the daemon's events in this thread until a shutdown signal arrives, then shuts

@@ -84,6 +84,11 @@ impl Daemon {
                 .entry(name)
                 .or_insert_with_key(|name| Segment::new(name)),
         );
+        if let Err(e) = self.attach_uplink(vif, &segment) {
+            drop(segment);
+            self.drop_unused_segments();
+            return Err(e);
+        }
         let backend = NetBackend::new(&vif.spec, segment).map_err(|source| {
             self.drop_unused_segments();
             DaemonError::Backend {

@@ -65,12 +65,32 @@ pub enum SriovError {
         #[source]
         source: ArgsError,
     },
+    #[error("cannot open rtnetlink for SR-IOV: {0}")]
+    NetlinkOpen(#[source] NetlinkError),
     #[error("vif {vif} has a VF allocated already")]
     AlreadyAllocated { vif: String },
     #[error("vif {vif} has no VF allocated")]
     NotAllocated { vif: String },
     #[error("vif {vif}: interface {pf} does not report VF {vf} over rtnetlink")]
     VfNotReported { vif: String, pf: String, vf: u16 },
+}
+
+/// Environment variable pointing the daemon at another sysfs root (tests use a tree they
+/// built); unset, the daemon uses `/sys`.
+pub const SYSFS_ROOT_ENV: &str = "VIF_SYSFS_ROOT";
+
+/// The sysfs the daemon uses: `$VIF_SYSFS_ROOT`, else `/sys`.
+pub fn system_sysfs() -> Sysfs {
+    match std::env::var_os(SYSFS_ROOT_ENV).filter(|root| !root.is_empty()) {
+        Some(root) => Sysfs::new(root),
+        None => Sysfs::new("/sys"),
+    }
+}
+
+/// True when a daemon left a state file in `run_dir`: the next daemon must open the manager
+/// (and collect its garbage) even if it serves no SR-IOV VIF itself.
+pub fn has_state(run_dir: &Path) -> bool {
+    run_dir.join(pool::STATE_FILE).exists()
 }
 
 /// How the PF's side of a VF is set and read: rtnetlink in production, a recorder in tests.
@@ -184,6 +204,14 @@ pub struct SriovManager<L: VfLink> {
     /// Records left by a dead daemon, not yet re-adopted or released.
     stale: Vec<VfRecord>,
     assignments: BTreeMap<String, VfAssignment>,
+}
+
+impl SriovManager<RtNetlink> {
+    /// The daemon's manager: [`system_sysfs`], rtnetlink, state in `run_dir`.
+    pub fn open_system(run_dir: &Path) -> Result<SriovManager<RtNetlink>, SriovError> {
+        let link = RtNetlink::open().map_err(SriovError::NetlinkOpen)?;
+        SriovManager::open(system_sysfs(), link, run_dir)
+    }
 }
 
 impl<L: VfLink> SriovManager<L> {

@@ -257,6 +257,15 @@ impl VlanParent {
     ) -> Result<Arc<VlanPort>, VlanError> {
         let vid = uplink.vid.get();
         let mut vids = self.shared.vids.write().unwrap_or_else(|e| e.into_inner());
+        // A segment only this table still holds was dropped by the daemon with its last VIF:
+        // its port goes, and the VID joins the new segment.
+        if let Some(entry) = vids.get(&vid) {
+            if !Arc::ptr_eq(&entry.segment, segment) && Arc::strong_count(&entry.segment) == 1 {
+                if let Some(stale) = vids.remove(&vid) {
+                    stale.segment.detach(stale.port_id);
+                }
+            }
+        }
         if let Some(entry) = vids.get(&vid) {
             if !Arc::ptr_eq(&entry.segment, segment) {
                 return Err(VlanError::OtherSegment {
