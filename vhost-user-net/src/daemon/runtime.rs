@@ -240,6 +240,9 @@ impl Daemon {
                 },
                 stats: record.backend.stats(),
                 status: &record.status,
+                // The backend does not apply a vif_core::acl::Firewall yet; once it does, its
+                // ACL hit and conntrack series appear by passing it here.
+                firewall: None,
             })
             .collect();
         let segments = self

@@ -11,10 +11,12 @@
 
 use std::sync::Arc;
 
+use vif_core::acl::Firewall;
 use vif_core::stats::{CastKind, DropReason, QueueCounters, SizeBin, StatsSnapshot, VifStats};
 
 use super::exposition::{Exposition, MetricType};
 use super::histogram::{HistogramSnapshot, ProvisioningTimes};
+use super::policy::{policy_families, PolicyView};
 use crate::daemon::status::{LinkState, VifStatus};
 
 /// One VIF as the exporter sees it.
@@ -27,6 +29,8 @@ pub struct VifView<'a> {
     pub mode: &'a str,
     pub stats: Arc<VifStats>,
     pub status: &'a VifStatus,
+    /// The VIF's policy engine, when it has one (ACL and conntrack series).
+    pub firewall: Option<Arc<Firewall>>,
 }
 
 /// One segment as the exporter sees it.
@@ -109,6 +113,17 @@ pub fn render(scrape: &Scrape<'_>) -> String {
     }
     batch_and_provisioning(&mut out, &reads, scrape.provisioning);
     segment_families(&mut out, scrape);
+    let policies: Vec<PolicyView<'_>> = reads
+        .iter()
+        .filter_map(|read| {
+            let firewall = read.view.firewall.as_deref()?;
+            Some(PolicyView {
+                labels: read.base(),
+                firewall,
+            })
+        })
+        .collect();
+    policy_families(&mut out, &policies);
     out.into_string()
 }
 
@@ -407,6 +422,7 @@ mod tests {
                 mode: "server",
                 stats: Arc::clone(&stats),
                 status: &status,
+                firewall: None,
             }],
             segments: vec![SegmentView {
                 name: "lab",

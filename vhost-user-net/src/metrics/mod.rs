@@ -26,6 +26,7 @@ pub mod collect;
 pub mod exposition;
 pub mod histogram;
 pub mod http;
+pub mod policy;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
