@@ -401,3 +401,38 @@ fn tshark_decodes_the_frames_as_802_1q_with_vid_and_pcp() {
         ]
     );
 }
+
+#[test]
+fn a_vid_has_one_segment_and_one_pcp() {
+    let lab = lab();
+    let first = Segment::new("vlan-vh0-100");
+    lab.parent
+        .attach(&vlan_uplink(PARENT, 100, 2), &first)
+        .unwrap();
+    // The same VLAN again: the same port, if the PCP agrees.
+    let again = lab
+        .parent
+        .attach(&vlan_uplink(PARENT, 100, 2), &first)
+        .unwrap();
+    assert_eq!(again.tag().pcp, 2);
+    let Err(e) = lab.parent.attach(&vlan_uplink(PARENT, 100, 3), &first) else {
+        panic!("a second PCP on VLAN 100 was accepted");
+    };
+    assert!(e.to_string().contains("pcp 3 differs from pcp 2"), "{e}");
+    // Another segment while the first is in use is refused...
+    let other = Segment::new("elsewhere");
+    assert!(lab
+        .parent
+        .attach(&vlan_uplink(PARENT, 100, 2), &other)
+        .is_err());
+    // ...and taken once the daemon dropped the first (only the VID table held it).
+    drop(first);
+    let port = lab
+        .parent
+        .attach(&vlan_uplink(PARENT, 100, 2), &other)
+        .unwrap();
+    assert!(lab
+        .parent
+        .port(vid(100))
+        .is_some_and(|p| Arc::ptr_eq(&p, &port)));
+}
