@@ -136,6 +136,67 @@ fn every_command_against_the_daemon() {
     assert!(stderr(&refused).contains("mtu 1"), "{}", stderr(&refused));
     let unreadable = vifctl(control, &["create", "--config", "/nonexistent/vif.toml"]);
     assert_eq!(unreadable.status.code(), Some(5));
+    // Policies are validated by the real engines, then refused as not applied yet.
+    let acl = scratch.write(
+        "acl.toml",
+        "name = \"web\"\nrules = [{ action = \"allow\", protocol = \"tcp\", dst_ports = \"80\" }]\n",
+    );
+    let set = vifctl(
+        control,
+        &[
+            "set-acl",
+            "web-2",
+            "ingress",
+            "--file",
+            acl.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(set.status.code(), Some(3), "web-2 is gone");
+    let create_again = vifctl(control, &["create", "--config", web2.to_str().unwrap()]);
+    assert!(create_again.status.success(), "{}", stderr(&create_again));
+    let set = vifctl(
+        control,
+        &[
+            "--json",
+            "set-acl",
+            "web-2",
+            "ingress",
+            "--file",
+            acl.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(set.status.code(), Some(1));
+    let response: serde_json::Value = serde_json::from_str(&stdout(&set)).unwrap();
+    assert_eq!(response["error"]["code"], "unsupported");
+    assert!(
+        stderr(&set).contains("acl web compiled (1 rules)"),
+        "{}",
+        stderr(&set)
+    );
+    let bad_acl = scratch.write(
+        "bad-acl.toml",
+        "name = \"web\"\nrules = [{ action = \"allow\", src = \"10.0.0.0/8\", dst = \"::/0\" }]\n",
+    );
+    let refused_acl = vifctl(
+        control,
+        &[
+            "--json",
+            "set-acl",
+            "web-2",
+            "egress",
+            "--file",
+            bad_acl.to_str().unwrap(),
+        ],
+    );
+    let response: serde_json::Value = serde_json::from_str(&stdout(&refused_acl)).unwrap();
+    assert_eq!(response["error"]["code"], "invalid_config", "{response}");
+    let qos = vifctl(control, &["set-qos", "web-2", "--clear"]);
+    assert_eq!(qos.status.code(), Some(1));
+    assert!(
+        stderr(&qos).contains("does not apply them yet"),
+        "{}",
+        stderr(&qos)
+    );
     let usage = vifctl(control, &["frobnicate"]);
     assert_eq!(usage.status.code(), Some(2));
     assert!(daemon.handle.stop().unwrap().is_some_and(|s| s.success()));

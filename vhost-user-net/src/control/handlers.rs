@@ -8,7 +8,7 @@ use vif_core::stats::{DropReason, QueueCounters, SizeBin};
 
 use super::apply::{plan, PlanError, Scope};
 use super::protocol::{
-    DaemonStatus, DirectionCounters, ErrorCode, QueuePairCounters, Request, Response,
+    AclDirection, DaemonStatus, DirectionCounters, ErrorCode, QueuePairCounters, Request, Response,
     SegmentSummary, VifCounters, VifDetail, VifSummary,
 };
 use crate::config::{DaemonConfig, SocketMode};
@@ -66,7 +66,63 @@ pub fn handle(daemon: &mut Daemon, request: Request) -> Response {
             requested_at,
         ),
         Request::Remove { vif } => remove(daemon, &vif),
+        Request::SetAcl {
+            vif,
+            direction,
+            acl,
+        } => set_acl(daemon, &vif, direction, acl.as_ref()),
+        Request::SetQos { vif, qos } => set_qos(daemon, &vif, qos.as_ref()),
     }
+}
+
+/// Validates and compiles the ACL with the real engine; applying it needs the backend to hold
+/// a `vif_core::acl::Firewall`, which it does not yet (the swap is then
+/// `firewall.acl(direction).swap(Some(Arc::new(compiled)))`, atomic for the workers).
+fn set_acl(
+    daemon: &Daemon,
+    vif: &str,
+    direction: AclDirection,
+    acl: Option<&vif_core::acl::AclSpec>,
+) -> Response {
+    if !daemon.vifs().contains_key(vif) {
+        return not_found(vif);
+    }
+    let what = match acl {
+        Some(spec) => match vif_core::acl::CompiledAcl::compile(spec) {
+            Ok(compiled) => format!(
+                "acl {} compiled ({} rules)",
+                compiled.name(),
+                compiled.rule_count()
+            ),
+            Err(e) => {
+                return Response::failure(ErrorCode::InvalidConfig, format!("vif {vif}: {e}"))
+            }
+        },
+        None => "clearing the acl".to_owned(),
+    };
+    Response::failure(
+        ErrorCode::Unsupported,
+        format!(
+            "vif {vif} ({direction:?}): {what}, but the datapath does not apply ACLs yet; nothing changed"
+        ),
+    )
+}
+
+/// Validates the rate limits; applying them needs the backend's limiters (not wired yet).
+fn set_qos(daemon: &Daemon, vif: &str, qos: Option<&vif_core::qos::QosSpec>) -> Response {
+    if !daemon.vifs().contains_key(vif) {
+        return not_found(vif);
+    }
+    if let Some(Err(e)) = qos.map(vif_core::qos::QosSpec::validate) {
+        return Response::failure(ErrorCode::InvalidConfig, format!("vif {vif}: {e}"));
+    }
+    Response::failure(
+        ErrorCode::Unsupported,
+        format!(
+            "vif {vif}: the rate limits are valid, but the datapath does not apply them yet; \
+             nothing changed"
+        ),
+    )
 }
 
 fn not_found(vif: &str) -> Response {

@@ -16,12 +16,19 @@
 //! | `{"op":"update","config":"<TOML>","base":"/dir"}` | [`ChangeReport`] |
 //! | `{"op":"remove","vif":"web-1"}` | [`ChangeReport`] |
 //! | `{"op":"apply","config":"<TOML>","base":"/dir","dry_run":false}` | [`ChangeReport`] |
+//! | `{"op":"set_acl","vif":"web-1","direction":"ingress","acl":{...}}` | (see below) |
+//! | `{"op":"set_qos","vif":"web-1","qos":{...}}` | (see below) |
 //!
 //! `config` is config-file text (`[[vif]]` tables, see `crate::config`); `base` is the directory
 //! relative `socket` paths are resolved against (the file's directory; default: the daemon's
 //! working directory). `create` adds VIFs that must not exist, `update` replaces VIFs that must
 //! exist, `apply` makes the VIF set equal to the text (adding, changing and removing), and
 //! `dry_run` reports what `apply` would do without doing it.
+//!
+//! `set_acl` replaces one direction's ACL of a VIF (`acl` is a `vif_core::acl::AclSpec`;
+//! absent clears it), `set_qos` its rate limits (`qos` is a `vif_core::qos::QosSpec`; absent
+//! clears them). Both validate with the real engine, but the backend does not apply policies
+//! yet, so a valid policy is answered `unsupported` and changes nothing.
 //!
 //! A response is `{"ok":true,"result":...}` or `{"ok":false,"error":{"code":"...","message":"..."}}`
 //! with a [`ErrorCode`]. A request refused for validation changes nothing.
@@ -30,6 +37,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use vif_core::acl::AclSpec;
+use vif_core::qos::QosSpec;
 
 /// Longest request line: a desired state of a thousand VIFs fits with room to spare.
 pub const MAX_REQUEST: usize = 1024 * 1024;
@@ -70,6 +79,27 @@ pub enum Request {
         #[serde(default)]
         dry_run: bool,
     },
+    SetAcl {
+        vif: String,
+        direction: AclDirection,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        acl: Option<AclSpec>,
+    },
+    SetQos {
+        vif: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        qos: Option<QosSpec>,
+    },
+}
+
+/// A direction of a VIF's ACLs, the guest's (`vif_core::acl::Direction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AclDirection {
+    /// Frames delivered to the guest.
+    Ingress,
+    /// Frames the guest sends.
+    Egress,
 }
 
 /// Why a request failed, for scripts: stable snake_case strings.
@@ -88,6 +118,8 @@ pub enum ErrorCode {
     Exists,
     /// A socket or resource could not be set up; see the message for what was applied.
     Failed,
+    /// A valid request the daemon cannot carry out yet; nothing changed.
+    Unsupported,
 }
 
 /// A response line.

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use vhost_user_net::control::client::{ControlClient, DEFAULT_TIMEOUT};
 use vhost_user_net::control::default_control_socket;
 use vhost_user_net::control::protocol::{
-    ChangeReport, DaemonStatus, DirectionCounters, ErrorCode, Request, Response, SegmentSummary,
-    VifCounters, VifDetail, VifSummary,
+    AclDirection, ChangeReport, DaemonStatus, DirectionCounters, ErrorCode, Request, Response,
+    SegmentSummary, VifCounters, VifDetail, VifSummary,
 };
 
 use table::{key_values, Table};
@@ -39,10 +39,14 @@ Examples:
   vifctl remove web-2                      stop a VIF and remove its socket
   vifctl apply desired.toml --dry-run      what apply would add, change and remove
   vifctl apply desired.toml                make the running VIFs exactly the file's
+  vifctl set-acl web-1 ingress --file web-acl.toml   replace the ACL of one direction
+  vifctl set-qos web-1 --clear              remove a VIF's rate limits
   vifctl --socket /run/vif/control.sock segments
 
 Exit codes: 0 success, 1 the daemon refused or failed the request (nothing changed when it
-refused), 2 bad command line, 3 no such VIF, 4 cannot reach the daemon, 5 cannot read the file.";
+refused), 2 bad command line, 3 no such VIF, 4 cannot reach the daemon, 5 cannot read the file.
+(set-acl and set-qos validate the policy but the datapath does not apply policies yet: a valid
+one is answered \"unsupported\", exit code 1.)";
 
 /// Manage the VIFs of a running vhost-user-net daemon through its control socket.
 #[derive(Debug, Parser)]
@@ -95,6 +99,46 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Replace one direction's ACL of a VIF (FILE: an ACL table: name, default_action, rules).
+    SetAcl {
+        vif: String,
+        #[arg(value_enum)]
+        direction: DirectionArg,
+        #[arg(long, value_name = "FILE", required_unless_present = "clear")]
+        file: Option<PathBuf>,
+        /// Remove the ACL instead.
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
+    },
+    /// Replace a VIF's rate limits (FILE: a QoS table: name, tx, rx).
+    SetQos {
+        vif: String,
+        #[arg(long, value_name = "FILE", required_unless_present = "clear")]
+        file: Option<PathBuf>,
+        /// Remove the rate limits instead.
+        #[arg(long, conflicts_with = "file")]
+        clear: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DirectionArg {
+    /// Frames delivered to the guest.
+    Ingress,
+    /// Frames the guest sends.
+    Egress,
+}
+
+/// Reads a TOML policy file (an ACL or QoS table), or `None` for `--clear`.
+fn read_policy<T: DeserializeOwned>(file: Option<&Path>) -> Result<Option<T>, Failure> {
+    let Some(path) = file else {
+        return Ok(None);
+    };
+    let (text, _) = read_config(path)?;
+    toml::from_str(&text).map(Some).map_err(|e| Failure {
+        code: EXIT_INPUT,
+        message: format!("{}: {e}", path.display()),
+    })
 }
 
 /// A failure before or outside the daemon's answer, with its exit code.
@@ -154,6 +198,27 @@ fn request(cli: &Cli) -> Result<Request, Failure> {
             }
         }
         Command::Remove { vif } => Request::Remove { vif: vif.clone() },
+        Command::SetAcl {
+            vif,
+            direction,
+            file,
+            clear: _,
+        } => Request::SetAcl {
+            vif: vif.clone(),
+            direction: match direction {
+                DirectionArg::Ingress => AclDirection::Ingress,
+                DirectionArg::Egress => AclDirection::Egress,
+            },
+            acl: read_policy(file.as_deref())?,
+        },
+        Command::SetQos {
+            vif,
+            file,
+            clear: _,
+        } => Request::SetQos {
+            vif: vif.clone(),
+            qos: read_policy(file.as_deref())?,
+        },
         Command::Apply { file, dry_run } => {
             let (config, base) = read_config(file)?;
             Request::Apply {
@@ -221,6 +286,7 @@ fn human(command: &Command, response: &Response) -> Result<String, Failure> {
         | Command::Update { .. }
         | Command::Remove { .. }
         | Command::Apply { .. } => changes(&result(response)?),
+        Command::SetAcl { .. } | Command::SetQos { .. } => String::new(),
     })
 }
 
