@@ -159,17 +159,6 @@ impl RuleBox {
         }
     }
 
-    #[inline]
-    fn matches(&self, point: &Point, tcp_flags: u8) -> bool {
-        tcp_flags & self.flags_mask == self.flags_value
-            && self
-                .lo
-                .iter()
-                .zip(&self.hi)
-                .zip(point)
-                .all(|((lo, hi), value)| lo <= value && value <= hi)
-    }
-
     /// True when the box holds all of `region` and has no flags condition: it wins every point
     /// of the region that reaches it.
     fn covers(&self, region: &Region) -> bool {
@@ -187,11 +176,100 @@ impl RuleBox {
     }
 }
 
+/// The axes that fit 16 bits, in the order [`MatchBox`] and [`PackedPoint`] store them.
+const SMALL_AXES: [usize; 6] = [ETHERTYPE, FAMILY, PROTO, SRC_PORT, DST_PORT, L4];
+
+/// How a split names its axis: an index into [`SMALL_AXES`], or one of these two.
+const CODE_SRC: u8 = 6;
+const CODE_DST: u8 = 7;
+
+fn axis_code(axis: usize) -> u8 {
+    match axis {
+        SRC => CODE_SRC,
+        DST => CODE_DST,
+        _ => SMALL_AXES.iter().position(|&a| a == axis).unwrap_or(0) as u8,
+    }
+}
+
+/// A packet point for lookup: the address axes as `u128`, the others as `u16`, so a point
+/// is 48 bytes rather than 128.
+#[derive(Debug, Clone, Copy)]
+struct PackedPoint {
+    small: [u16; 6],
+    src: u128,
+    dst: u128,
+}
+
+impl PackedPoint {
+    fn new(point: &Point) -> PackedPoint {
+        PackedPoint {
+            // Every small axis is at most 0xffff (AXIS_MAX).
+            small: SMALL_AXES.map(|axis| point[axis] as u16),
+            src: point[SRC],
+            dst: point[DST],
+        }
+    }
+
+    /// The value on the axis a split stores as `code` ([`axis_code`]).
+    #[inline]
+    fn value(&self, code: u8) -> u128 {
+        match code {
+            CODE_SRC => self.src,
+            CODE_DST => self.dst,
+            small => self
+                .small
+                .get(usize::from(small))
+                .map_or(0, |&v| u128::from(v)),
+        }
+    }
+}
+
+/// A [`RuleBox`] packed for lookup: 96 bytes, so a leaf's candidates cost few cache lines.
+#[derive(Debug, Clone)]
+struct MatchBox {
+    src: (u128, u128),
+    dst: (u128, u128),
+    small_lo: [u16; 6],
+    small_hi: [u16; 6],
+    flags_mask: u8,
+    flags_value: u8,
+    index: u32,
+}
+
+impl MatchBox {
+    fn new(rule: &RuleBox) -> MatchBox {
+        MatchBox {
+            src: (rule.lo[SRC], rule.hi[SRC]),
+            dst: (rule.lo[DST], rule.hi[DST]),
+            small_lo: SMALL_AXES.map(|axis| rule.lo[axis] as u16),
+            small_hi: SMALL_AXES.map(|axis| rule.hi[axis] as u16),
+            flags_mask: rule.flags_mask,
+            flags_value: rule.flags_value,
+            index: rule.index,
+        }
+    }
+
+    /// True when the point is in the box and the flags match; cheap axes first.
+    #[inline]
+    fn matches(&self, point: &PackedPoint, tcp_flags: u8) -> bool {
+        tcp_flags & self.flags_mask == self.flags_value
+            && self
+                .small_lo
+                .iter()
+                .zip(&self.small_hi)
+                .zip(&point.small)
+                .all(|((lo, hi), value)| lo <= value && value <= hi)
+            && (self.src.0..=self.src.1).contains(&point.src)
+            && (self.dst.0..=self.dst.1).contains(&point.dst)
+    }
+}
+
 /// A node of the tree. Children of a split are laid out in preorder: the left child follows
 /// its parent, so the common descent reads forward in memory.
 #[derive(Debug, Clone, Copy)]
 enum Node {
-    /// Points with `point[axis] >= threshold` go to `right`, others to the next node.
+    /// Points whose value on `axis` ([`axis_code`]) is `>= threshold` go to `right`, others
+    /// to the next node.
     Split {
         axis: u8,
         threshold: u128,
@@ -212,7 +290,7 @@ struct Region {
 #[derive(Debug, Clone)]
 pub(crate) struct Tree {
     /// Sorted by (priority, list position): position in this array is precedence.
-    boxes: Box<[RuleBox]>,
+    boxes: Box<[MatchBox]>,
     nodes: Box<[Node]>,
     leaf_entries: Box<[u32]>,
 }
@@ -272,7 +350,7 @@ impl Tree {
         let tree = Tree {
             nodes: builder.nodes.into_boxed_slice(),
             leaf_entries: builder.leaf_entries.into_boxed_slice(),
-            boxes: boxes.into_boxed_slice(),
+            boxes: boxes.iter().map(MatchBox::new).collect(),
         };
         (tree, stats)
     }
@@ -280,7 +358,7 @@ impl Tree {
     /// The list position of the winning rule for `key`, if any rule matches.
     #[inline]
     pub(crate) fn lookup(&self, key: &AclKey) -> Option<u32> {
-        let point = point(key);
+        let point = PackedPoint::new(&point(key));
         let tcp_flags = key.tcp_flags.bits();
         let mut at = 0usize;
         // Each step moves to a later node (preorder), so the walk ends within nodes.len() steps.
@@ -291,7 +369,7 @@ impl Tree {
                     threshold,
                     right,
                 } => {
-                    let value = point.get(usize::from(axis)).copied().unwrap_or(0);
+                    let value = point.value(axis);
                     at = if value >= threshold {
                         right as usize
                     } else {
@@ -358,7 +436,7 @@ impl Builder<'_> {
         let (left, right) = (side(&left_region), side(&right_region));
         drop(rules);
         self.nodes.push(Node::Split {
-            axis: axis as u8,
+            axis: axis_code(axis),
             threshold,
             right: 0,
         });
