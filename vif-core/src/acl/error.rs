@@ -43,12 +43,6 @@ pub enum AclError {
         field: &'static str,
         problem: RuleProblem,
     },
-    #[error("acl {acl}: compiled tables need {entries} leaf entries, more than {max}")]
-    TooLarge {
-        acl: String,
-        entries: usize,
-        max: usize,
-    },
     #[error("port security: {field} {problem}")]
     PortSecurity {
         field: &'static str,
