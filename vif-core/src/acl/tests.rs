@@ -492,3 +492,37 @@ fn swap_under_classification_never_mixes_rule_sets() {
     swapper.join().unwrap();
     assert!(seen[0], "set A judged no burst");
 }
+
+proptest! {
+    /// Hostile frames: whatever parses goes through key extraction, port security, the
+    /// classifier and conntrack without a panic. Frames start from a valid Ethernet/IPv4 or
+    /// IPv6 header half the time, so the walk reaches L4 often.
+    #[test]
+    fn arbitrary_frames_never_panic(
+        ethertype in prop::sample::select(vec![0x0800u16, 0x86dd, 0x0806, 0x8100, 0x88cc]),
+        body in prop::collection::vec(any::<u8>(), 0..120),
+        now in any::<u64>(),
+    ) {
+        let mut frame = Vec::with_capacity(14 + body.len());
+        frame.extend_from_slice(&PEER_MAC.octets());
+        frame.extend_from_slice(&GUEST_MAC.octets());
+        frame.extend_from_slice(&ethertype.to_be_bytes());
+        frame.extend_from_slice(&body);
+        let security = PortSecurity::new(
+            GUEST_MAC,
+            &toml::from_str("allowed_ips = [\"0.0.0.0/1\", \"::/1\"]").unwrap(),
+        )
+        .unwrap();
+        let acl = CompiledAcl::compile(&random_spec(now, 20)).unwrap();
+        let conntrack = Conntrack::new(ConntrackConfig { capacity: 4, ..ConntrackConfig::default() })
+            .unwrap();
+        if let Ok(layout) = crate::wire::frame::parse_frame(&frame) {
+            let key = AclKey::extract_with_layout(&frame, &layout).unwrap();
+            let _ = security.check(&frame, &layout, &key);
+            let _ = acl.classify(Direction::Ingress, &key, usize::MAX);
+            let _ = conntrack.admit(&key, now);
+            let reply = AclKey { flow: key.flow.reversed(), ..key };
+            let _ = conntrack.track(&reply, now);
+        }
+    }
+}
