@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod device;
+pub mod flowlog;
 pub mod inbox;
 pub mod metrics;
 pub mod offload_check;
