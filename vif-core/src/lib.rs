@@ -5,7 +5,10 @@
 //! - [`checksum`]: the Internet checksum, pseudo-headers and incremental update.
 //! - [`offload`]: the virtio-net header, its validation, checksum completion and segmentation.
 //! - [`flow`]: the one-pass flow key used by the ACL engine and the switch.
+//! - [`acl`]: per-VIF ACLs (compiled classifier, connection tracking, anti-spoofing).
+//! - [`qos`]: token buckets for per-VIF rate limits; the clock is a parameter.
 //! - [`stats`]: per-queue counters and the reasons a packet is dropped.
+//! - [`ids`], [`mac`]: identifiers that are valid by construction (VNI, VLAN id, MAC).
 #![forbid(unsafe_code)]
 
 pub mod acl;
