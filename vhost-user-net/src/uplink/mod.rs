@@ -5,12 +5,14 @@
 //! (encapsulated, tagged, ...); frames it receives are decapsulated or untagged and enter the
 //! segment from the uplink's port, learned and forwarded by destination MAC like frames from a
 //! guest. One file per kind:
+//! - [`vxlan`]: a VXLAN tunnel endpoint (RFC 7348); each VNI is a segment with one uplink port.
 //! - [`vlan`]: 802.1Q tagging on a parent interface; each (parent, VID) is a segment with one
 //!   uplink port, and one AF_PACKET socket per parent serves all its VIDs.
 //! - [`sriov`]: not a port: an SR-IOV VF prepared for a VIF and handed to the VMM (vfio-pci).
 
 pub mod sriov;
 pub mod vlan;
+pub mod vxlan;
 
 use vif_core::stats::QueueStats;
 
