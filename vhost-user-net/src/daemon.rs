@@ -44,6 +44,7 @@ use crate::switch::Segment;
 use crate::uplink::sriov::netlink::RtNetlink;
 use crate::uplink::sriov::{self, SriovError, SriovManager, VfAssignment, VfSettings};
 use crate::uplink::vlan::{VlanError, VlanUplinks};
+use crate::uplink::vxlan::{VxlanError, VxlanUplinks};
 use events::{FdbAgeing, ShutdownOnSignal, SignalFd, FDB_AGEING_TICK};
 use runtime::VifRecord;
 use services::Services;
@@ -81,6 +82,12 @@ pub enum DaemonError {
         #[source]
         source: VlanError,
     },
+    #[error("vif {vif}: {source}")]
+    Vxlan {
+        vif: VifId,
+        #[source]
+        source: VxlanError,
+    },
     #[error(transparent)]
     Sriov(#[from] SriovError),
 }
@@ -111,6 +118,8 @@ pub struct Daemon {
     services: Services,
     /// The parent interfaces of VLAN VIFs: one AF_PACKET socket each, shared by their VIDs.
     vlans: VlanUplinks,
+    /// The VXLAN tunnel endpoints: one per (local address, port), shared by their VNIs.
+    vxlans: VxlanUplinks,
     /// SR-IOV VFs handed to VMMs (such VIFs have no socket, backend or supervisor); open when
     /// the config has SR-IOV VIFs or a previous daemon left VFs to collect.
     sriov: Option<SriovManager<RtNetlink>>,
@@ -155,6 +164,7 @@ impl Daemon {
             vifs: BTreeMap::new(),
             services: Services::bind(config)?,
             vlans: VlanUplinks::new(),
+            vxlans: VxlanUplinks::new(),
             sriov,
         };
         let socket_vifs = config.vifs.iter().filter(|vif| !is_sriov(vif));
@@ -189,8 +199,8 @@ impl Daemon {
         self.sriov.as_ref()?.assignment(vif)
     }
 
-    /// Puts a VIF's uplink port on its segment: the VLAN port of its (parent, VID). Called by
-    /// `spawn_vif` once the segment exists.
+    /// Puts a VIF's uplink port on its segment: the VLAN port of its (parent, VID), or the
+    /// VXLAN port of its VNI. Called by `spawn_vif` once the segment exists.
     pub(super) fn attach_uplink(
         &mut self,
         vif: &VifConfig,
@@ -200,6 +210,14 @@ impl Daemon {
             self.vlans
                 .attach(vlan, segment)
                 .map_err(|source| DaemonError::Vlan {
+                    vif: vif.spec.id.clone(),
+                    source,
+                })?;
+        }
+        if let UplinkSpec::Vxlan(vxlan) = &vif.spec.uplink {
+            self.vxlans
+                .attach(vxlan, segment)
+                .map_err(|source| DaemonError::Vxlan {
                     vif: vif.spec.id.clone(),
                     source,
                 })?;

@@ -26,6 +26,7 @@ use std::time::Duration;
 use uplink_vxlan_support::*;
 use vhost_user_net::switch::Segment;
 use vhost_user_net::uplink::vxlan::{VniConfig, Vtep, VtepConfig};
+use vif_core::mac::MacAddr;
 
 const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 1);
 const PEER_IP: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 2);
@@ -63,29 +64,17 @@ fn kernel_peer(underlay: Underlay) -> KernelPeer {
     let (local, remote, prefix) = underlay.addresses();
     let host = Netns::new("vxh");
     let peer = Netns::new("vxp");
-    veth(&host, "vxh0", &peer, "vxp0");
-    addr(&host, "vxh0", &format!("{local}/{prefix}"));
-    addr(&peer, "vxp0", &format!("{remote}/{prefix}"));
-    let peer_mac = vif_core::mac::MacAddr(PEER_MAC).to_string();
-    peer.ip(&[
-        "link", "add", "vx0", "type", "vxlan", "id", "42", "local", remote, "remote", local,
-        "dstport", "4789", "dev", "vxp0",
-    ]);
-    peer.ip(&["link", "set", "vx0", "address", &peer_mac, "up"]);
-    addr(&peer, "vx0", &format!("{PEER_IP}/24"));
     let guest_mac = mac(1);
-    peer.ip(&[
-        "neigh",
-        "add",
-        &GUEST_IP.to_string(),
-        "lladdr",
-        &guest_mac.to_string(),
-        "dev",
-        "vx0",
-        "nud",
-        "permanent",
-    ]);
-
+    kernel_vxlan_peer(
+        &host,
+        &peer,
+        local,
+        remote,
+        prefix,
+        MacAddr(PEER_MAC),
+        PEER_IP,
+        (guest_mac, GUEST_IP),
+    );
     let uplink = uplink(42, local, &[remote]);
     let vtep = host
         .enter(|| Vtep::bind(VtepConfig::from_uplink(&uplink)))
@@ -109,35 +98,19 @@ fn kernel_peer(underlay: Underlay) -> KernelPeer {
     }
 }
 
-/// Pings the kernel once; the reply must come back with the request's data.
-fn ping_once(peer: &mut KernelPeer, seq_no: u16) {
-    let guest_mac = peer.guest.mac;
-    let payload: Vec<u8> = (0..56u8).map(|i| i ^ seq_no as u8).collect();
-    let request = echo_request(
-        guest_mac,
-        vif_core::mac::MacAddr(PEER_MAC),
+fn ping(peer: &mut KernelPeer, seq_no: u16) {
+    ping_once(
+        &mut peer.guest,
+        (MacAddr(PEER_MAC), PEER_IP),
         GUEST_IP,
-        PEER_IP,
-        0x7669,
         seq_no,
-        &payload,
     );
-    peer.guest.send(&request);
-    let reply = peer
-        .guest
-        .recv_matching(WAIT, |frame| {
-            echo_reply_of(frame, PEER_IP, GUEST_IP).is_some_and(|(_, seq, _)| seq == seq_no)
-        })
-        .unwrap_or_else(|| panic!("no echo reply {seq_no} from the kernel's vxlan"));
-    let (ident, _, data) = echo_reply_of(&reply, PEER_IP, GUEST_IP).unwrap();
-    assert_eq!((ident, data), (0x7669, payload));
-    assert_eq!(&reply[..6], guest_mac.as_bytes());
 }
 
 fn ping_kernel(underlay: Underlay) {
     let mut peer = kernel_peer(underlay);
     for seq_no in 1..=3 {
-        ping_once(&mut peer, seq_no);
+        ping(&mut peer, seq_no);
     }
     let port = peer
         .vtep
@@ -148,10 +121,7 @@ fn ping_kernel(underlay: Underlay) {
     assert_eq!(tx.total_drops(), 0, "{tx:?}");
     // The kernel's replies taught the VNI where the peer's MAC lives.
     let remote = underlay.addresses().1.parse().unwrap();
-    assert_eq!(
-        port.learned_remote(vif_core::mac::MacAddr(PEER_MAC)),
-        Some(remote)
-    );
+    assert_eq!(port.learned_remote(MacAddr(PEER_MAC)), Some(remote));
 }
 
 #[test]
@@ -249,7 +219,7 @@ fn tshark_decodes(underlay: Underlay) {
             std::time::Instant::now() < deadline,
             "dumpcap saw fewer than 2 of our datagrams"
         );
-        ping_once(&mut peer, seq_no);
+        ping(&mut peer, seq_no);
         seq_no += 1;
     }
     let (src_field, checksum_field) = match underlay {

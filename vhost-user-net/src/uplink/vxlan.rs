@@ -24,7 +24,9 @@
 //! [`Vtep`] break those cycles (detach from the segment, forget the VNI) after stopping the
 //! receive thread.
 
+mod config;
 mod fdb;
+mod registry;
 mod rx;
 mod socket;
 #[cfg(test)]
@@ -38,151 +40,29 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vif_core::ids::Vni;
 use vif_core::mac::MacAddr;
-use vif_core::model::VxlanUplink;
 use vif_core::stats::{DropReason, StatsBatch};
 use vif_core::wire::encap::{EncapTemplate, VxlanEncap};
 use vif_core::wire::{ethernet, WireError};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
+pub use config::{VniConfig, VtepConfig, VxlanError, DEFAULT_TTL};
 pub use fdb::{Destinations, FdbView, VniFdb, DEFAULT_AGEING, MAX_LEARNED, MAX_LEARNED_PER_REMOTE};
+pub use registry::VxlanUplinks;
 pub use socket::TxMode;
 
 use super::UplinkStats;
 use crate::port::{Enqueued, FrameRef, Port, PortId};
-use crate::switch::{Segment, SwitchError};
+use crate::switch::Segment;
 use socket::SockAddr;
 use tx::TxShard;
 
-/// The outer TTL (IPv4) or hop limit (IPv6): Linux's default for vxlan devices without `ttl`.
-pub const DEFAULT_TTL: u8 = 64;
 /// Most remotes with a prebuilt encapsulation template per VNI (static and learned); frames to
 /// a learned remote beyond it get a template built on the spot.
 pub const MAX_TEMPLATES: usize = 2 * vif_core::model::uplink::MAX_REMOTES;
-
-/// Why a VTEP or a VNI cannot be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum VxlanError {
-    #[error("cannot bind the VXLAN UDP socket to {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot create the raw transmit socket for {local} ({mode:?} mode asked): {source}")]
-    RawSocket {
-        local: IpAddr,
-        mode: Option<TxMode>,
-        #[source]
-        source: io::Error,
-    },
-    #[error("cannot create the receive thread's stop eventfd: {0}")]
-    StopEvent(#[source] io::Error),
-    #[error("cannot start the receive thread of the VTEP at {addr}: {source}")]
-    RxThread {
-        addr: SocketAddr,
-        #[source]
-        source: io::Error,
-    },
-    #[error("VNI {vni} is already served by the VTEP at {addr}")]
-    VniInUse { vni: u32, addr: SocketAddr },
-    #[error("VNI {vni}: remote {remote} is not of the family of the local address {local}")]
-    RemoteFamily {
-        vni: u32,
-        remote: IpAddr,
-        local: IpAddr,
-    },
-    #[error(
-        "VNI {vni}: underlay MTU {underlay_mtu} leaves no room for an Ethernet frame after the \
-         {overhead}-byte outer headers"
-    )]
-    UnderlayMtu {
-        vni: u32,
-        underlay_mtu: u16,
-        overhead: usize,
-    },
-    #[error("VNI {vni}: cannot build the encapsulation for remote {remote}: {source}")]
-    Template {
-        vni: u32,
-        remote: IpAddr,
-        #[source]
-        source: WireError,
-    },
-    #[error("VNI {vni}: {source}")]
-    Switch {
-        vni: u32,
-        #[source]
-        source: SwitchError,
-    },
-}
-
-/// A VTEP: the local end of the tunnels of every VNI that shares (local address, port).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VtepConfig {
-    /// The local VTEP address; received datagrams must be addressed to it.
-    pub local: IpAddr,
-    /// The UDP port: bound locally and used as destination port towards every remote.
-    pub udp_port: u16,
-    /// `SO_BINDTODEVICE` on both sockets; `None` follows the routing table.
-    pub interface: Option<String>,
-    /// Outer TTL / hop limit.
-    pub ttl: u8,
-    /// Outer DSCP (6 bits).
-    pub dscp: u8,
-    /// `None`: [`TxMode::Raw`] if the process may open raw sockets, else [`TxMode::Udp`].
-    pub tx_mode: Option<TxMode>,
-}
-
-impl VtepConfig {
-    pub fn new(local: IpAddr, udp_port: u16) -> VtepConfig {
-        VtepConfig {
-            local,
-            udp_port,
-            interface: None,
-            ttl: DEFAULT_TTL,
-            dscp: 0,
-            tx_mode: None,
-        }
-    }
-
-    /// The VTEP a VIF's uplink uses.
-    pub fn from_uplink(uplink: &VxlanUplink) -> VtepConfig {
-        VtepConfig {
-            interface: uplink.interface.clone(),
-            ..VtepConfig::new(uplink.local, uplink.udp_port)
-        }
-    }
-
-    pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.local, self.udp_port)
-    }
-}
-
-/// One VNI on a VTEP.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VniConfig {
-    pub vni: Vni,
-    /// Static remote VTEPs: the head-end replication list.
-    pub remotes: Vec<IpAddr>,
-    /// The underlay's L3 MTU: the outer IP datagram must fit it.
-    pub underlay_mtu: u16,
-    /// Ageing of learned (inner MAC → VTEP) entries.
-    pub ageing: Duration,
-}
-
-impl VniConfig {
-    pub fn from_uplink(uplink: &VxlanUplink) -> VniConfig {
-        VniConfig {
-            vni: uplink.vni,
-            remotes: uplink.remotes.clone(),
-            underlay_mtu: uplink.underlay_mtu,
-            ageing: DEFAULT_AGEING,
-        }
-    }
-}
 
 /// A remote VTEP as the transmit path needs it: its headers and its socket address.
 struct Remote {
@@ -416,6 +296,7 @@ pub struct VniPort {
     base: VxlanEncap,
     /// The longest inner frame whose outer IP datagram fits the underlay MTU.
     max_inner_len: usize,
+    config: VniConfig,
     stats: UplinkStats,
 }
 
@@ -458,6 +339,7 @@ impl VniPort {
             remotes: RwLock::new(HashMap::new()),
             base,
             max_inner_len,
+            config: config.clone(),
             stats: UplinkStats::default(),
         };
         let mode = vtep.tx_mode();
@@ -478,6 +360,11 @@ impl VniPort {
 
     pub fn vni(&self) -> Vni {
         self.vni
+    }
+
+    /// What the port was set up with.
+    pub fn config(&self) -> &VniConfig {
+        &self.config
     }
 
     pub fn segment(&self) -> &Arc<Segment> {

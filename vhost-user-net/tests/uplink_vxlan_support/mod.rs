@@ -181,6 +181,61 @@ pub fn addr(ns: &Netns, dev: &str, cidr: &str) {
     }
 }
 
+/// The kernel's VXLAN peer of the real-peer tests: a veth pair `vxh0` (in `host`, holding
+/// `local`) — `vxp0` (in `peer`, holding `remote`), and in `peer` a Linux `vxlan` device `vx0`
+/// for VNI 42 towards `local` on UDP 4789, with MAC `peer_mac`, address `peer_ip`/24 and a
+/// permanent neighbour entry `guest_ip` → `guest_mac` (so the kernel needs no ARP).
+#[allow(clippy::too_many_arguments)]
+pub fn kernel_vxlan_peer(
+    host: &Netns,
+    peer: &Netns,
+    local: &str,
+    remote: &str,
+    prefix: u8,
+    peer_mac: MacAddr,
+    peer_ip: Ipv4Addr,
+    guest: (MacAddr, Ipv4Addr),
+) {
+    veth(host, "vxh0", peer, "vxp0");
+    addr(host, "vxh0", &format!("{local}/{prefix}"));
+    addr(peer, "vxp0", &format!("{remote}/{prefix}"));
+    peer.ip(&[
+        "link", "add", "vx0", "type", "vxlan", "id", "42", "local", remote, "remote", local,
+        "dstport", "4789", "dev", "vxp0",
+    ]);
+    peer.ip(&["link", "set", "vx0", "address", &peer_mac.to_string(), "up"]);
+    addr(peer, "vx0", &format!("{peer_ip}/24"));
+    peer.ip(&[
+        "neigh",
+        "add",
+        &guest.1.to_string(),
+        "lladdr",
+        &guest.0.to_string(),
+        "dev",
+        "vx0",
+        "nud",
+        "permanent",
+    ]);
+}
+
+/// Sends one ICMP echo request from the guest to `peer` and waits for the matching reply,
+/// which must carry the request's identifier and data.
+pub fn ping_once(guest: &mut GuestVif, peer: (MacAddr, Ipv4Addr), guest_ip: Ipv4Addr, seq_no: u16) {
+    let payload: Vec<u8> = (0..56u8).map(|i| i ^ seq_no as u8).collect();
+    let request = echo_request(
+        guest.mac, peer.0, guest_ip, peer.1, 0x7669, seq_no, &payload,
+    );
+    guest.send(&request);
+    let reply = guest
+        .recv_matching(WAIT, |frame| {
+            echo_reply_of(frame, peer.1, guest_ip).is_some_and(|(_, seq, _)| seq == seq_no)
+        })
+        .unwrap_or_else(|| panic!("no echo reply {seq_no} from the kernel's vxlan"));
+    let (ident, _, data) = echo_reply_of(&reply, peer.1, guest_ip).unwrap();
+    assert_eq!((ident, data), (0x7669, payload));
+    assert_eq!(&reply[..6], guest.mac.as_bytes());
+}
+
 /// A scratch directory for vhost-user sockets, removed on drop.
 pub struct SocketDir(PathBuf);
 
@@ -202,9 +257,8 @@ impl Drop for SocketDir {
     }
 }
 
-/// A VIF on a VXLAN uplink, served in-process, with a virtual guest connected.
+/// A virtual guest connected to a VIF (served in-process or by the daemon binary).
 pub struct GuestVif {
-    pub backend: Arc<NetBackend>,
     pub guest: VirtualGuest,
     pub mac: MacAddr,
 }
@@ -227,20 +281,21 @@ pub fn guest_vif(dir: &SocketDir, spec: &VifSpec, segment: &Arc<Segment>) -> Gue
         }
         serving.disconnected();
     });
-    let cfg = GuestConfig {
-        tx_buf_len: 65536 + 64,
-        ..GuestConfig::default()
-    };
-    let mut guest = VirtualGuest::connect(&path, cfg).unwrap();
-    guest.post_rx_buffers(0, 64, 2048).unwrap();
-    GuestVif {
-        backend,
-        guest,
-        mac: spec.mac,
-    }
+    GuestVif::connect(&path, spec.mac)
 }
 
 impl GuestVif {
+    /// A guest connected to a VIF served elsewhere (the daemon binary), 64 RX buffers posted.
+    pub fn connect(path: &Path, mac: MacAddr) -> GuestVif {
+        let cfg = GuestConfig {
+            tx_buf_len: 65536 + 64,
+            ..GuestConfig::default()
+        };
+        let mut guest = VirtualGuest::connect(path, cfg).unwrap();
+        guest.post_rx_buffers(0, 64, 2048).unwrap();
+        GuestVif { guest, mac }
+    }
+
     pub fn send(&mut self, frame: &[u8]) {
         self.guest.send(0, &VirtioNetHdr::default(), frame).unwrap();
     }
