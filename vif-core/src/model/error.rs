@@ -213,6 +213,13 @@ pub enum ModelError {
     #[error("vif {vif}: uplink.pcp {pcp} is out of range [0, {max}] (IEEE 802.1Q-2018 § 6.9.3)")]
     PcpOutOfRange { vif: VifId, pcp: u8, max: u8 },
 
+    #[error("vif {vif}: port_security.allowed_ips has {count} entries, more than {max}")]
+    TooManyAllowedIps {
+        vif: VifId,
+        count: usize,
+        max: usize,
+    },
+
     #[error("vif {vif}: labels has {count} entries, more than {max}")]
     TooManyLabels {
         vif: VifId,

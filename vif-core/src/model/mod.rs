@@ -1,5 +1,6 @@
-//! The VIF model: what a VIF is (MAC, MTU, queues, offloads, uplink, policy references, labels),
-//! how it is written in a config file, and the rules a spec must satisfy before it is served.
+//! The VIF model: what a VIF is (MAC, MTU, queues, offloads, uplink, policy references, port
+//! security, labels), how it is written in a config file, and the rules a spec must satisfy
+//! before it is served.
 //!
 //! A spec is plain data with serde (de)serialization; every struct refuses unknown fields, so a
 //! misspelt key is an error rather than a silently ignored setting. Deserializing checks only
@@ -11,6 +12,7 @@
 //! - [`vif`] has [`VifSpec`], [`AclRefs`], queue and MTU bounds;
 //! - [`uplink`] has [`UplinkSpec`] and the encapsulation overheads;
 //! - [`offloads`] has [`Offloads`] and their virtio-net feature bits;
+//! - [`port_security`] has [`PortSecurityConfig`], the anti-spoofing table;
 //! - [`names`] has [`VifId`] and the syntax of names;
 //! - [`error`] has [`ModelError`], one variant per rule.
 //!
@@ -18,7 +20,10 @@
 //!
 //! One VIF as a TOML table (the daemon may nest it, e.g. as `[[vif]]`). Only `id`, `mac` and
 //! `uplink` are required; the defaults are `mtu = 1500`, `queue_pairs = 1`, `queue_size = 256`,
-//! all offloads but `uso` and `ufo` on, no ACLs, no QoS, no labels. Other uplinks:
+//! all offloads but `uso` and `ufo` on, no ACLs, no QoS, no port security, no labels. ACLs and
+//! QoS policies are referenced by name (`acl = { ingress = "web-in", egress = "web-out" }`,
+//! `qos = "gold"`); the daemon's file defines them (`[[acl]]` tables are
+//! [`crate::acl::AclSpec`]s, `[[qos]]` tables [`crate::qos::QosSpec`]s). Other uplinks:
 //!
 //! ```toml
 //! uplink = { type = "vlan", vid = 100, pcp = 0, parent = "eth1", parent_mtu = 1504 }
@@ -33,12 +38,14 @@
 pub mod error;
 pub mod names;
 pub mod offloads;
+pub mod port_security;
 pub mod uplink;
 pub mod vif;
 
 pub use error::{EndpointProblem, ModelError, NameError};
 pub use names::VifId;
 pub use offloads::Offloads;
+pub use port_security::PortSecurityConfig;
 pub use uplink::{
     LocalUplink, SriovVfUplink, UplinkSpec, VlanUplink, VxlanUplink, VLAN_OVERHEAD,
     VXLAN_IPV4_OVERHEAD, VXLAN_IPV6_OVERHEAD,

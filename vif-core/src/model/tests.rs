@@ -65,6 +65,9 @@ fn documented_example_parses_and_validates() {
     assert_eq!(vxlan.interface.as_deref(), Some("eth0"));
     assert_eq!(spec.uplink.max_vif_mtu(), Some(1450));
     assert_eq!(spec.acl.ingress.as_deref(), Some("web-in"));
+    let port_security = spec.port_security.as_ref().unwrap();
+    assert!(port_security.enabled);
+    assert_eq!(port_security.allowed_ips.len(), 2);
     assert_eq!(spec.labels.get("tenant").map(String::as_str), Some("acme"));
 }
 
@@ -240,6 +243,9 @@ prop_compose! {
         ingress in prop::option::of(name_strategy()),
         egress in prop::option::of(name_strategy()),
         labels in prop::collection::btree_map("[a-z_][a-z0-9_]{0,8}", "[ -~]{0,16}", 0..4),
+        port_security in prop::option::of(
+            (any::<[bool; 5]>(), prop::collection::vec(any::<[u8; 4]>(), 0..3))
+        ),
     ) -> VifSpec {
         let [csum, tso4, tso6, ecn, uso, ufo, mrg_rxbuf, event_idx, indirect_desc] = offloads;
         VifSpec {
@@ -252,6 +258,20 @@ prop_compose! {
             offloads: Offloads { csum, tso4, tso6, ecn, uso, ufo, mrg_rxbuf, event_idx, indirect_desc },
             uplink,
             acl: AclRefs { ingress, egress },
+            port_security: port_security.map(|(flags, hosts)| {
+                let [enabled, allow_dhcp_client, eui64_link_local, ras, dhcp_server] = flags;
+                PortSecurityConfig {
+                    enabled,
+                    allowed_ips: hosts
+                        .into_iter()
+                        .map(|host| crate::acl::IpCidr::host(Ipv4Addr::from(host).into()))
+                        .collect(),
+                    allow_dhcp_client,
+                    eui64_link_local,
+                    allow_router_advertisements: ras,
+                    allow_dhcp_server: dhcp_server,
+                }
+            }),
             labels: labels.into_iter().collect::<BTreeMap<_, _>>(),
         }
     }

@@ -1,5 +1,5 @@
-//! The VIF spec: identity, MAC, MTU, queues, offloads, uplink, policy references and labels, with
-//! the defaults the config file may omit and [`VifSpec::validate`].
+//! The VIF spec: identity, MAC, MTU, queues, offloads, uplink, policy references, port security
+//! and labels, with the defaults the config file may omit and [`VifSpec::validate`].
 //!
 //! ACLs and QoS policies are referenced by name; resolving the names is the daemon's job, since
 //! they are defined elsewhere in its config.
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ModelError;
 use super::names::{check_label_key, check_name, VifId};
 use super::offloads::Offloads;
+use super::port_security::PortSecurityConfig;
 use super::uplink::{UplinkSpec, MIN_IPV4_MTU};
 use crate::mac::MacAddr;
 
@@ -71,6 +72,9 @@ pub struct VifSpec {
     pub uplink: UplinkSpec,
     #[serde(default)]
     pub acl: AclRefs,
+    /// Anti-spoofing of what the guest sends; none when absent (`port_security.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_security: Option<PortSecurityConfig>,
     /// Free-form metadata (owner, tenant); keys follow Prometheus label-name syntax.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
@@ -100,6 +104,7 @@ impl VifSpec {
             offloads: Offloads::default(),
             uplink,
             acl: AclRefs::default(),
+            port_security: None,
             labels: BTreeMap::new(),
         }
     }
@@ -161,6 +166,9 @@ impl VifSpec {
         }
         if let Some(egress) = &self.acl.egress {
             object_name(vif, "acl.egress", egress)?;
+        }
+        if let Some(port_security) = &self.port_security {
+            port_security.validate(vif)?;
         }
         self.validate_labels()
     }
