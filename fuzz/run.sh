@@ -29,7 +29,7 @@ for target in "${targets[@]}"; do
     "${fuzz[@]}" run --sanitizer "${SANITIZER:-none}" --debug-assertions "$target" \
         "corpus/$target" "seeds/$target" -- -max_total_time="$secs" -max_len=65600 \
         -print_final_stats=1 >"$log" 2>&1 || true
-    grep -E '^(#[0-9]+ *DONE|stat::|SUMMARY|Done|thread .* panicked)' "$log" || true
+    grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::|SUMMARY|Done|thread .* panicked)' "$log" || true
     if ls "artifacts/$target"/crash-* "artifacts/$target"/oom-* "artifacts/$target"/timeout-* >/dev/null 2>&1; then
         echo "== $target: FINDINGS in fuzz/artifacts/$target" >&2
         exit 1
