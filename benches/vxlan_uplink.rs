@@ -131,6 +131,25 @@ fn run(program: &str, args: &[&str]) -> String {
 /// A network namespace, deleted on drop.
 struct Netns(String);
 
+/// Deletes namespaces left by bench processes that no longer exist (killed before their Drop
+/// guards ran): names carry the creating pid.
+fn remove_stale_namespaces() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let pid = name
+            .strip_prefix("vif-bench-")
+            .and_then(|rest| rest.split('-').next());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = Command::new("ip").args(["netns", "del", name]).output();
+        }
+    }
+}
+
 impl Netns {
     fn new(tag: &str) -> Netns {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -442,6 +461,7 @@ fn main() {
         return;
     }
     let options = options();
+    remove_stale_namespaces();
     if !options.bench {
         // Smoke run: frames move through vif both ways.
         let out = guest_to_vxlan_vif(64, 0.1, 0.3);

@@ -129,6 +129,11 @@ pub struct Vtep {
 impl Vtep {
     /// Binds the sockets and starts the receive thread.
     pub fn bind(config: VtepConfig) -> Result<Vtep, VxlanError> {
+        if config.udp_port == 0 {
+            return Err(VxlanError::PortZero {
+                local: config.local,
+            });
+        }
         let addr = config.socket_addr();
         let interface = config.interface.as_deref();
         let rx_socket = socket::bind_udp(addr, interface)
@@ -176,7 +181,7 @@ impl Vtep {
         })
     }
 
-    /// The bound address (the configured one, with the actual port if 0 was asked).
+    /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.shared.local_addr
     }

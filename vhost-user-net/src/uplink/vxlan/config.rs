@@ -18,6 +18,8 @@ pub const DEFAULT_TTL: u8 = 64;
 /// Why a VTEP or a VNI cannot be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum VxlanError {
+    #[error("VTEP {local}: UDP port 0 is no VXLAN port (it is both bound and sent to)")]
+    PortZero { local: IpAddr },
     #[error("cannot bind the VXLAN UDP socket to {addr}: {source}")]
     Bind {
         addr: SocketAddr,

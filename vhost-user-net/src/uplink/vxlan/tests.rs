@@ -458,6 +458,10 @@ fn remove_vni_detaches_and_drop_stops_the_thread() {
         remotes: vec!["2001:db8::1".parse().unwrap()],
         ..vni_config(1, &[])
     };
+    assert!(matches!(
+        Vtep::bind(VtepConfig::new(lo(1), 0)),
+        Err(VxlanError::PortZero { .. })
+    ));
     let (c, _d) = vtep_pair(TxMode::Udp);
     assert!(matches!(
         c.add_vni(&v6_remote, &side_a.segment),
