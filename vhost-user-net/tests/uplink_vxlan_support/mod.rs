@@ -45,6 +45,19 @@ fn unique(tag: &str) -> String {
     )
 }
 
+/// Polls `condition` until it holds or [`WAIT`] passes; returns its last value. For counters
+/// published just after the frames they count (a transmit's, after `sendmmsg` returns).
+pub fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        thread::yield_now();
+    }
+    condition()
+}
+
 /// Runs `program args`, panicking with its output if it fails.
 pub fn run(program: &str, args: &[&str]) -> Output {
     let output = Command::new(program)

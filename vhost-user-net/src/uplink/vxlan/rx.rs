@@ -276,11 +276,11 @@ fn deliver_run(port: &VniPort, state: &mut RxState, range: Range<usize>, now: In
         }
         batch.record_packet(inner.len(), cast);
     }
-    // Learn before waking, so a VIF that answers at once finds the remote MAC known.
+    // Publish and learn before waking, so a VIF that answers at once finds the remote MAC
+    // known, and whoever sees the frames also sees the counters that describe them.
+    port.publish_rx(batch);
     burst.apply_learned();
     for &(to, queue) in wakes.iter() {
         burst.wake(to, queue);
     }
-    drop(burst);
-    port.publish_rx(batch);
 }
