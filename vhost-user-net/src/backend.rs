@@ -575,6 +575,16 @@ impl VhostUserBackend for NetBackend {
             }
         }
         self.run_rx(worker, thread_id, rx_vring, &mem);
+        // Frames pushed while the backlog was being delivered owed no wake-up (one was already
+        // pending): look again, and come back for them, or a guest that only receives stalls.
+        if worker.backlog.is_empty() {
+            if let Some(inbox) = inbox {
+                inbox.take(&mut worker.backlog);
+                if !worker.backlog.is_empty() {
+                    self.wake_self(thread_id);
+                }
+            }
+        }
         self.publish(worker, thread_id);
         Ok(())
     }

@@ -226,8 +226,6 @@ fn two_hosts_learn_replicate_and_isolate_vnis() {
 /// A steady flow into a guest that sends nothing itself: every frame must arrive, though the
 /// guest never kicks its transmit queue (which would make its worker look at the inbox again).
 #[test]
-#[ignore = "stalls until backend.rs re-takes its inbox after delivering the backlog (frames \
-            queued meanwhile owe no wake-up); un-ignore with that fix"]
 fn a_steady_flow_reaches_a_silent_guest() {
     const FRAMES: usize = 3000;
     let ns_a = Netns::new("vxsa");
