@@ -12,7 +12,8 @@
 //!
 //! Every other key of a `[[vif]]` table is a [`VifSpec`] field (see `vif_core::model`). Besides
 //! `[[vif]]`, a file may hold a `[metrics]` table ([`MetricsConfig`]) and a `[control]` table
-//! ([`ControlConfig`]). The file
+//! ([`ControlConfig`]), and the policy tables VIFs refer to by name: `[[acl]]`, `[[qos]]` and
+//! `[conntrack]` ([`policy`]). The file
 //! is refused as a whole, before any socket is touched, if any part is wrong: syntax and type
 //! errors carry the line and column, validation errors name the VIF, the field and the bound,
 //! and every message starts with the file path. VIF ids and socket paths must be unique.
@@ -21,15 +22,20 @@
 //! refuses unknown fields (a misspelt key must be an error), and serde's `flatten` cannot be
 //! combined with that; splitting the parsed table keeps the source spans for error messages.
 
+pub mod policy;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
+use vif_core::acl::{AclSpec, ConntrackConfig};
 use vif_core::mac::MacAddr;
 use vif_core::model::{LocalUplink, ModelError, UplinkSpec, VifId, VifSpec};
+use vif_core::qos::QosSpec;
 
+use self::policy::{PolicyConfigError, PolicyLibrary};
 use crate::control::ControlConfig;
 use crate::metrics::MetricsConfig;
 
@@ -76,6 +82,10 @@ pub struct DaemonConfig {
     pub metrics: MetricsConfig,
     /// The `[control]` table; defaults when absent.
     pub control: ControlConfig,
+    /// The `[[acl]]` and `[[qos]]` tables.
+    pub policy: PolicyLibrary,
+    /// The `[conntrack]` table: each VIF's flow table, once it has a policy.
+    pub conntrack: ConntrackConfig,
 }
 
 /// Why a config is refused. Every message starts with where the config came from.
@@ -136,6 +146,12 @@ pub enum ConfigError {
         socket: PathBuf,
         len: usize,
         max: usize,
+    },
+    #[error("config {path}: {source}")]
+    Policy {
+        path: String,
+        #[source]
+        source: PolicyConfigError,
     },
     #[error("config {path}: vif {vif}: socket path is empty")]
     SocketPathEmpty { path: String, vif: VifId },
@@ -278,11 +294,18 @@ impl DaemonConfig {
             };
             vifs.push(VifConfig { spec, socket, mode });
         }
+        let policy =
+            PolicyLibrary::new(rest.acl, rest.qos).map_err(|error| ConfigError::Policy {
+                path: source.to_owned(),
+                source: error,
+            })?;
         let config = DaemonConfig {
             source: source.to_owned(),
             vifs,
             metrics: rest.metrics,
             control: rest.control,
+            policy,
+            conntrack: rest.conntrack,
         };
         config.check(allow_empty)?;
         Ok(config)
@@ -326,6 +349,8 @@ impl DaemonConfig {
             vifs: vec![VifConfig { spec, socket, mode }],
             metrics: MetricsConfig::default(),
             control: ControlConfig::default(),
+            policy: PolicyLibrary::default(),
+            conntrack: ConntrackConfig::default(),
         };
         config.check(false)?;
         Ok(config)
@@ -338,6 +363,11 @@ impl DaemonConfig {
             return Err(ConfigError::NoVifs { path: path() });
         }
         let control = self.control.path();
+        let refused = |source| ConfigError::Policy {
+            path: path(),
+            source,
+        };
+        policy::check_conntrack(&self.conntrack).map_err(refused)?;
         let mut ids: BTreeMap<&str, usize> = BTreeMap::new();
         let mut sockets: BTreeMap<&Path, &VifId> = BTreeMap::new();
         for (index, vif) in self.vifs.iter().enumerate() {
@@ -354,6 +384,7 @@ impl DaemonConfig {
                 });
             }
             ids.insert(vif.spec.id.as_str(), index);
+            self.policy.resolve(&vif.spec).map_err(refused)?;
             let len = vif.socket.as_os_str().len();
             if len == 0 {
                 return Err(ConfigError::SocketPathEmpty {
@@ -400,6 +431,12 @@ struct FileRest {
     metrics: MetricsConfig,
     #[serde(default)]
     control: ControlConfig,
+    #[serde(default)]
+    acl: Vec<AclSpec>,
+    #[serde(default)]
+    qos: Vec<QosSpec>,
+    #[serde(default)]
+    conntrack: ConntrackConfig,
 }
 
 #[cfg(test)]

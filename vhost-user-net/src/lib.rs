@@ -15,6 +15,7 @@ pub mod inbox;
 pub mod metrics;
 pub mod offload_check;
 pub mod pipeline;
+pub mod policy;
 pub mod port;
 pub mod rx;
 pub mod stream_server;
