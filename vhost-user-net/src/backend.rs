@@ -8,8 +8,15 @@
 //! generation counter, and a worker resets itself when it sees a new one.
 //!
 //! The kick fds of a pair arrive as thread-local ids [`EVT_RX_KICK`] and [`EVT_TX_KICK`]; the
-//! library reserves `num_queues` for its exit and ring-enable events, and [`NetBackend::evt_wake`]
-//! (`num_queues + 1`) is the worker's own wake eventfd.
+//! library reserves `num_queues` for its exit and ring-enable events, [`NetBackend::evt_wake`]
+//! (`num_queues + 1`) is the worker's own wake eventfd and [`NetBackend::evt_refill`]
+//! (`num_queues + 2`) its TX refill timer.
+//!
+//! # Policy
+//! The VIF's [`VifPolicy`] (ACLs, port security, conntrack, rate limits) is applied by its own
+//! workers: TX frames in the pipeline before the switch, received frames on delivery. A TX
+//! chain over the rate limit stays in the ring; the worker stops the pass, keeps guest kicks
+//! off and arms its [`RefillTimer`] for when the bucket has the tokens.
 //!
 //! # Cross-VIF delivery: per-port inboxes, not direct ring writes
 //! VIF A's worker copies a frame into VIF B's bounded inbox ([`crate::inbox`]) and, once per
@@ -53,6 +60,7 @@ use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::{
     VhostUserBackend, VhostUserDaemon, VringEpollHandler, VringRwLock, VringT,
 };
+use vif_core::acl::Direction;
 use vif_core::model::VifSpec;
 use vif_core::stats::{DropReason, QueueStats, StatsBatch, VifStats};
 use virtio_queue::QueueT;
@@ -66,6 +74,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::device::{Negotiated, NetDevice, RX_QUEUE, TX_QUEUE};
 use crate::inbox::{FrameArena, Inbox, VifPort};
 use crate::pipeline::Pipeline;
+use crate::policy::{clock_ns, RefillTimer, VifPolicy};
 use crate::port::PortId;
 use crate::rx::RxPath;
 use crate::switch::{Segment, SwitchError};
@@ -91,6 +100,8 @@ pub enum BackendError {
     WakeEventFd { worker: usize, source: io::Error },
     #[error("cannot register the wake eventfd of worker {worker}: {source}")]
     RegisterWake { worker: usize, source: io::Error },
+    #[error("cannot create the TX refill timer of worker {worker}: {source}")]
+    RefillTimer { worker: usize, source: io::Error },
     #[error("VIF {vif}: {source}")]
     Switch { vif: String, source: SwitchError },
     #[error("VIF {vif}: cannot create the vhost-user daemon: {reason}")]
@@ -107,10 +118,12 @@ struct Worker {
     rx_broken: bool,
     /// A TX pass stopped on its budget: run again on the next wake-up.
     tx_rearm: bool,
+    /// Armed while the rate limit holds a TX chain back.
+    refill: RefillTimer,
 }
 
 impl Worker {
-    fn new() -> Worker {
+    fn new(refill: RefillTimer) -> Worker {
         Worker {
             generation: 0,
             tx: TxPath::new(),
@@ -119,10 +132,12 @@ impl Worker {
             tx_broken: false,
             rx_broken: false,
             tx_rearm: false,
+            refill,
         }
     }
 
     fn reset(&mut self, generation: u64) {
+        self.refill.cancel();
         self.generation = generation;
         self.backlog.clear();
         self.tx_broken = false;
@@ -145,11 +160,23 @@ pub struct NetBackend {
     generation: AtomicU64,
     busy_poll: AtomicBool,
     stats: Arc<VifStats>,
+    policy: Arc<VifPolicy>,
     workers: Box<[Mutex<Worker>]>,
 }
 
 impl NetBackend {
+    /// A backend without policy; [`NetBackend::policy`] can be given one later.
     pub fn new(spec: &VifSpec, segment: Arc<Segment>) -> Result<Arc<NetBackend>, BackendError> {
+        let policy = VifPolicy::new(spec.mac, vif_core::acl::ConntrackConfig::default());
+        NetBackend::with_policy(spec, segment, Arc::new(policy))
+    }
+
+    /// A backend applying `policy` (built for this VIF's MAC).
+    pub fn with_policy(
+        spec: &VifSpec,
+        segment: Arc<Segment>,
+        policy: Arc<VifPolicy>,
+    ) -> Result<Arc<NetBackend>, BackendError> {
         let max = vif_core::model::vif::MAX_QUEUE_PAIRS;
         if !(1..=max).contains(&spec.queue_pairs) {
             return Err(BackendError::QueuePairs {
@@ -166,6 +193,13 @@ impl NetBackend {
                     .map_err(|source| BackendError::WakeEventFd { worker, source })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let workers = (0..pairs)
+            .map(|worker| {
+                RefillTimer::new()
+                    .map(|timer| Mutex::new(Worker::new(timer)))
+                    .map_err(|source| BackendError::RefillTimer { worker, source })
+            })
+            .collect::<Result<Box<[_]>, _>>()?;
         Ok(Arc::new(NetBackend {
             spec: spec.clone(),
             device,
@@ -178,7 +212,8 @@ impl NetBackend {
             generation: AtomicU64::new(1),
             busy_poll: AtomicBool::new(false),
             stats: Arc::new(VifStats::new(spec.queue_pairs)),
-            workers: (0..pairs).map(|_| Mutex::new(Worker::new())).collect(),
+            policy,
+            workers,
         }))
     }
 
@@ -196,6 +231,11 @@ impl NetBackend {
 
     pub fn stats(&self) -> Arc<VifStats> {
         self.stats.clone()
+    }
+
+    /// The VIF's policy, to change while it runs.
+    pub fn policy(&self) -> &Arc<VifPolicy> {
+        &self.policy
     }
 
     /// The features the frontend acked (0 before `SET_FEATURES`).
@@ -222,7 +262,12 @@ impl NetBackend {
         (self.device.num_queues() + 1) as u16
     }
 
-    /// Registers each worker's wake eventfd on that worker's epoll. Call once per
+    /// The id of the worker's TX refill timer.
+    pub fn evt_refill(&self) -> u16 {
+        self.evt_wake().saturating_add(1)
+    }
+
+    /// Registers each worker's wake eventfd and refill timer on that worker's epoll. Call once per
     /// `VhostUserDaemon`, right after creating it (see the module docs).
     /// Generic over the handler's backend so a wrapper around `Arc<NetBackend>` works too.
     pub fn register_listeners<T: VhostUserBackend>(
@@ -240,6 +285,17 @@ impl NetBackend {
                     EventSet::IN,
                     u64::from(self.evt_wake()),
                 )
+                .map_err(|source| BackendError::RegisterWake { worker, source })?;
+            let Some(state) = self.workers.get(worker) else {
+                continue;
+            };
+            let refill = state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .refill
+                .as_raw_fd();
+            handler
+                .register_listener(refill, EventSet::IN, u64::from(self.evt_refill()))
                 .map_err(|source| BackendError::RegisterWake { worker, source })?;
         }
         Ok(())
@@ -326,7 +382,10 @@ impl NetBackend {
         }
         loop {
             let _ = state.disable_notification();
-            let outcome = worker.tx.process(state.get_queue_mut(), mem, &ctx);
+            let outcome =
+                worker
+                    .tx
+                    .process_with(state.get_queue_mut(), mem, &ctx, Some(&self.policy));
             if outcome.chains > 0 {
                 let stats = self.stats.queue_pair(thread_id).map(|pair| &pair.tx);
                 signal(&mut state, &mut worker.tx.batch, stats);
@@ -337,6 +396,11 @@ impl NetBackend {
                     "VIF {}: TX queue {thread_id} avail index jumped past the ring; queue stopped until reset",
                     self.spec.id
                 );
+                break;
+            }
+            if let Some(retry_in_ns) = outcome.throttled {
+                // Kicks stay off: the held chain goes when the timer fires, not sooner.
+                worker.refill.arm(retry_in_ns);
                 break;
             }
             if outcome.budget_exhausted || busy_poll {
@@ -374,11 +438,16 @@ impl NetBackend {
             return;
         }
         let negotiated = self.negotiated();
+        let now = clock_ns(Instant::now());
+        let mut policy = self.policy.burst(Direction::Ingress, now, thread_id);
         for _ in 0..MAX_RX_RETRIES {
-            let outcome =
-                worker
-                    .rx
-                    .deliver(state.get_queue_mut(), mem, &mut worker.backlog, negotiated);
+            let outcome = worker.rx.deliver_with(
+                state.get_queue_mut(),
+                mem,
+                &mut worker.backlog,
+                negotiated,
+                &mut policy,
+            );
             if outcome.chains > 0 {
                 let stats = self.stats.queue_pair(thread_id).map(|pair| &pair.rx);
                 signal(&mut state, &mut worker.rx.batch, stats);
@@ -562,6 +631,11 @@ impl VhostUserBackend for NetBackend {
                     inbox.consume_wake();
                 }
                 if worker.tx_rearm {
+                    self.run_tx(worker, thread_id, tx_vring, &mem);
+                }
+            }
+            event if event == self.evt_refill() => {
+                if worker.refill.fired() {
                     self.run_tx(worker, thread_id, tx_vring, &mem);
                 }
             }

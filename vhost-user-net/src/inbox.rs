@@ -41,6 +41,9 @@ pub struct FrameArena {
     frames: Vec<FrameSlot>,
     /// Frames before this index were already delivered (the consumer's read cursor).
     cursor: usize,
+    /// The receiving VIF's policy already let the frame at `cursor` through: it waits for
+    /// guest buffers and must not be judged (nor counted, nor charged tokens) twice.
+    head_judged: bool,
 }
 
 impl FrameArena {
@@ -49,6 +52,7 @@ impl FrameArena {
             bytes: Vec::with_capacity(INBOX_BYTES),
             frames: Vec::with_capacity(INBOX_FRAMES),
             cursor: 0,
+            head_judged: false,
         }
     }
 
@@ -93,6 +97,7 @@ impl FrameArena {
 
     /// Marks the frame returned by [`FrameArena::peek`] delivered (or dropped).
     pub fn advance(&mut self) {
+        self.head_judged = false;
         if self.cursor < self.frames.len() {
             self.cursor += 1;
         }
@@ -113,6 +118,18 @@ impl FrameArena {
         self.bytes.clear();
         self.frames.clear();
         self.cursor = 0;
+        self.head_judged = false;
+    }
+
+    /// True once [`FrameArena::mark_head_judged`] was called for the current first frame.
+    pub fn head_judged(&self) -> bool {
+        self.head_judged
+    }
+
+    /// Records that the receive policy passed the first frame; [`FrameArena::advance`] and
+    /// [`FrameArena::clear`] forget it.
+    pub fn mark_head_judged(&mut self) {
+        self.head_judged = !self.is_empty();
     }
 }
 

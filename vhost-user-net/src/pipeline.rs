@@ -1,16 +1,20 @@
-//! The per-frame decision: validate → (later: ACL, QoS) → switch lookup → [`Verdict`].
+//! The per-frame decision: validate → policy (rate limit, port security, egress ACL) → switch
+//! lookup → [`Verdict`].
 //!
 //! The pipeline decides and never moves frames: [`crate::tx`] acts on the verdict (hands the
 //! frame to a port, floods it, counts the drop, or leaves the chain in the ring on `Throttle`).
-//! Later issues add ingress/egress ACLs and a token bucket between validation and the lookup,
-//! and uplinks (VXLAN, VLAN, SR-IOV) as [`crate::port::Port`]s on the segment; none of them
-//! change this seam.
+//! [`Pipeline::classify_guest`] runs the sending VIF's policy ([`crate::policy`]) before the
+//! switch sees the frame, so a spoofed or denied frame never teaches the FDB its source MAC.
+//! The receiving VIF's ingress policy runs in its own worker, on delivery ([`crate::rx`]).
+//! Uplinks (VXLAN, VLAN, SR-IOV) are [`crate::port::Port`]s on the segment and use
+//! [`Pipeline::classify`].
 //!
 //! Input is a frame already copied out of guest memory into a backend-owned buffer, so what is
 //! parsed here cannot change under us (STYLE.md § 2).
 
 use vif_core::wire::ethernet::EthernetFrame;
 
+use crate::policy::{PolicyBurst, TxJudgement};
 use crate::port::PortId;
 use crate::switch::Burst;
 use vif_core::stats::DropReason;
@@ -28,7 +32,8 @@ pub enum Verdict {
     Flood,
     /// Count and discard.
     Drop(DropReason),
-    /// Over the rate limit: leave the frame in the guest's ring and retry later (STYLE.md § 6).
+    /// Over the rate limit: leave the frame in the guest's ring and retry later (STYLE.md § 6);
+    /// `PolicyBurst::retry_in_ns` says when.
     Throttle,
 }
 
@@ -45,6 +50,24 @@ impl Pipeline {
 
     pub fn ingress(&self) -> PortId {
         self.ingress
+    }
+
+    /// [`Pipeline::classify`] for a frame a guest sent, after its VIF's `policy` (one parse of
+    /// the frame, in [`PolicyBurst::judge_tx`]) let it through.
+    pub fn classify_guest(
+        &self,
+        frame: &[u8],
+        burst: &mut Burst<'_>,
+        policy: &mut PolicyBurst<'_>,
+    ) -> Verdict {
+        if !policy.is_idle() {
+            match policy.judge_tx(frame) {
+                TxJudgement::Pass => {}
+                TxJudgement::Drop(reason) => return Verdict::Drop(reason),
+                TxJudgement::Throttle { .. } => return Verdict::Throttle,
+            }
+        }
+        self.classify(frame, burst)
     }
 
     /// Decides where `frame` goes, learning its source MAC on the way.

@@ -16,6 +16,10 @@
 //! guest memory, bounded count) into a local list, and only that list is written through. A bad
 //! chain is returned with length 0 and counted as `QueueError`.
 //!
+//! Before a frame is written, the receiving VIF's policy judges it ([`RxPath::deliver_with`]):
+//! the ingress ACL and the receive rate limit; a refused frame is a counted drop (`AclDeny`,
+//! `RateLimited`). A frame is judged once even if it waits for buffers (the backlog remembers).
+//!
 //! When the ring runs dry mid-frame, every chain taken for that frame is put back
 //! (`go_to_previous_position`) and the frame stays first in the backlog: the caller enables RX
 //! notifications and retries on the guest's next RX kick. The backlog is the caller's bounded
@@ -32,6 +36,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMma
 
 use crate::device::Negotiated;
 use crate::inbox::FrameArena;
+use crate::policy::PolicyBurst;
 
 /// Chains filled per wake-up before yielding to the thread's other queues.
 pub const RX_BUDGET: usize = 256;
@@ -100,6 +105,18 @@ impl RxPath {
         backlog: &mut FrameArena,
         negotiated: Negotiated,
     ) -> RxOutcome {
+        self.deliver_with(queue, mem, backlog, negotiated, &mut PolicyBurst::none())
+    }
+
+    /// [`RxPath::deliver`], with the receiving VIF's `policy` judging each frame first.
+    pub fn deliver_with(
+        &mut self,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap,
+        backlog: &mut FrameArena,
+        negotiated: Negotiated,
+        policy: &mut PolicyBurst<'_>,
+    ) -> RxOutcome {
         let mut outcome = RxOutcome::default();
         let caps = RxOffloadCaps::from_features(negotiated.bits());
         let mergeable = negotiated.mrg_rxbuf();
@@ -118,6 +135,15 @@ impl RxPath {
                 if self.used.len() >= RX_BUDGET {
                     outcome.budget_exhausted = true;
                     break;
+                }
+                if !policy.is_idle() && !backlog.head_judged() {
+                    let judged = backlog.peek().map(|frame| policy.judge_rx(frame.bytes));
+                    if let Some(Err(reason)) = judged {
+                        self.batch.record_drop(reason);
+                        backlog.advance();
+                        continue;
+                    }
+                    backlog.mark_head_judged();
                 }
                 let Some((offload, frame)) = backlog.peek_mut() else {
                     break;

@@ -13,9 +13,15 @@
 //! (`InvalidAvailRingIndex`, QEMU CVE-2016-5403 class) marks the queue broken: it is not touched
 //! again until the device is reset. Work per wake-up is capped by a budget; the caller re-arms
 //! when it runs out.
+//!
+//! A frame the VIF's rate limit holds back (`Verdict::Throttle`) is not a drop: its chain goes
+//! back to the ring (`go_to_previous_position`), unused, and the pass stops there, so the guest
+//! sees its completions lag as behind a slow NIC. `TxOutcome::throttled` tells the caller when
+//! to run again (STYLE.md § 6, Firecracker's `undo_pop`).
 
 use std::time::Instant;
 
+use vif_core::acl::Direction;
 use vif_core::mac::MacAddr;
 use vif_core::offload::{VirtioNetHdr, VIRTIO_NET_HDR_LEN};
 use virtio_queue::{Error as QueueErr, Queue, QueueOwnedT, QueueT};
@@ -24,6 +30,7 @@ use vm_memory::{Bytes, GuestMemoryMmap};
 use crate::device::Negotiated;
 use crate::offload_check;
 use crate::pipeline::{Pipeline, Verdict};
+use crate::policy::{clock_ns, PolicyBurst, VifPolicy};
 use crate::port::{Enqueued, FrameRef, PortId};
 use crate::switch::{Burst, Segment};
 use vif_core::stats::{CastKind, DropReason, StatsBatch};
@@ -44,6 +51,8 @@ pub struct TxOutcome {
     pub budget_exhausted: bool,
     /// The avail index is impossible: stop serving this queue until reset.
     pub broken: bool,
+    /// The rate limit held a chain back: run again in this many nanoseconds.
+    pub throttled: Option<u64>,
 }
 
 /// Per-queue TX state, owned by one worker thread; allocated once.
@@ -88,12 +97,25 @@ impl TxPath {
         }
     }
 
-    /// Processes up to [`TX_BUDGET`] chains from `queue`.
+    /// Processes up to [`TX_BUDGET`] chains from `queue`, with no policy.
     pub fn process(
         &mut self,
         queue: &mut Queue,
         mem: &GuestMemoryMmap,
         ctx: &TxContext<'_>,
+    ) -> TxOutcome {
+        self.process_with(queue, mem, ctx, None)
+    }
+
+    /// Processes up to [`TX_BUDGET`] chains from `queue`; the sending VIF's `policy` judges
+    /// each frame before the switch does. Its snapshot is taken after the avail index is read,
+    /// so a chain the guest posted after a policy swap returned is judged by the new policy.
+    pub fn process_with(
+        &mut self,
+        queue: &mut Queue,
+        mem: &GuestMemoryMmap,
+        ctx: &TxContext<'_>,
+        policy: Option<&VifPolicy>,
     ) -> TxOutcome {
         let mut outcome = TxOutcome::default();
         let limit = VIRTIO_NET_HDR_LEN.saturating_add(ctx.max_frame());
@@ -101,7 +123,7 @@ impl TxPath {
         self.used.clear();
         self.wakes.clear();
         {
-            let chains = match queue.iter(mem) {
+            let mut chains = match queue.iter(mem) {
                 Ok(chains) => chains,
                 Err(QueueErr::InvalidAvailRingIndex) => {
                     self.batch.record_drop(DropReason::QueueError);
@@ -111,18 +133,42 @@ impl TxPath {
                 // Not ready (reset, or rings not set up yet): nothing to do.
                 Err(_) => return outcome,
             };
-            for chain in chains.take(TX_BUDGET) {
+            let mut policy = match policy {
+                Some(policy) => {
+                    let worker = usize::from(ctx.flow_hint);
+                    policy.burst(Direction::Egress, clock_ns(ctx.now), worker)
+                }
+                None => PolicyBurst::none(),
+            };
+            while outcome.chains < TX_BUDGET {
+                let Some(chain) = chains.next() else {
+                    break;
+                };
                 let head = chain.head_index();
-                outcome.chains += 1;
                 let copied =
                     copy_chain(chain, mem, self.buffer.get_mut(..limit).unwrap_or_default());
                 match copied {
                     Ok(len) => {
                         let bytes = self.buffer.get(..len).unwrap_or_default();
-                        handle_frame(bytes, ctx, &mut burst, &mut self.batch, &mut self.wakes);
+                        let held = handle_frame(
+                            bytes,
+                            ctx,
+                            &mut burst,
+                            &mut self.batch,
+                            &mut self.wakes,
+                            &mut policy,
+                        );
+                        if held {
+                            // Back into the ring, unused: the guest gets it back later.
+                            chains.go_to_previous_position();
+                            self.batch.record_throttled();
+                            outcome.throttled = Some(policy.retry_in_ns());
+                            break;
+                        }
                     }
                     Err(reason) => self.batch.record_drop(reason),
                 }
+                outcome.chains += 1;
                 // TX buffers are device-readable: the device wrote 0 bytes (VIRTIO 1.2 § 2.7.8).
                 self.used.push((head, 0));
             }
@@ -148,32 +194,34 @@ impl Default for TxPath {
     }
 }
 
-/// Validates one copied chain (header + frame) and acts on the pipeline's verdict.
+/// Validates one copied chain (header + frame) and acts on the pipeline's verdict. Returns
+/// true when the rate limit holds the frame back: the caller puts the chain back.
 fn handle_frame(
     bytes: &[u8],
     ctx: &TxContext<'_>,
     burst: &mut Burst<'_>,
     batch: &mut StatsBatch,
     wakes: &mut Vec<(PortId, u16)>,
-) {
+    policy: &mut PolicyBurst<'_>,
+) -> bool {
     let Some(hdr) = VirtioNetHdr::from_slice(bytes) else {
         // Shorter than the virtio-net header (DPDK CVE-2022-2132).
         batch.record_drop(DropReason::QueueError);
-        return;
+        return false;
     };
     let frame = bytes.get(VIRTIO_NET_HDR_LEN..).unwrap_or_default();
     let offload = match offload_check::validate_tx(&hdr, frame, ctx.negotiated, ctx.mtu) {
         Ok(offload) => offload,
         Err(reason) => {
             batch.record_drop(reason);
-            return;
+            return false;
         }
     };
     let frame_ref = FrameRef {
         offload,
         bytes: frame,
     };
-    let verdict = ctx.pipeline.classify(frame, burst);
+    let verdict = ctx.pipeline.classify_guest(frame, burst, policy);
     // `classify` accepted at least an Ethernet header, so the destination is there.
     let cast = MacAddr::from_bytes(frame).map_or(CastKind::Unicast, CastKind::of);
     let burst: &Burst<'_> = burst;
@@ -206,9 +254,10 @@ fn handle_frame(
             batch.record_packet(frame.len(), cast);
         }
         Verdict::Drop(reason) => batch.record_drop(reason),
-        // No rate limiter yet; when one lands, rewind the avail index here (STYLE.md § 6).
-        Verdict::Throttle => batch.record_drop(DropReason::PortDown),
+        // Counted by the caller as throttled once it has put the chain back.
+        Verdict::Throttle => return true,
     }
+    false
 }
 
 /// Copies a TX chain into `buffer`; returns the number of bytes copied.
