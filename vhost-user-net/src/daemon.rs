@@ -15,9 +15,11 @@
 //! - [`events`]: signalfd and the FDB ageing timer as event-manager subscribers;
 //! - [`status`]: a VIF's link state, provisioning times and batch-time histogram;
 //! - [`runtime`]: starting and removing VIFs while running, for the control socket;
+//! - [`policy`]: the policy library (`[[acl]]`, `[[qos]]`) and changing a running VIF's policy;
 //! - [`services`]: the control socket and metrics endpoint.
 
 pub mod events;
+pub mod policy;
 pub mod runtime;
 pub mod services;
 pub mod session;
@@ -37,9 +39,11 @@ use event_manager::{EventManager, MutEventSubscriber, SubscriberOps};
 use vif_core::model::{UplinkSpec, VifId};
 
 use crate::backend::{BackendError, NetBackend};
+use crate::config::policy::{PolicyConfigError, PolicyLibrary};
 use crate::config::{default_socket_dir, DaemonConfig, VifConfig};
 use crate::control::server::ControlError;
 use crate::metrics::MetricsError;
+use crate::policy::PolicyError;
 use crate::switch::Segment;
 use crate::uplink::sriov::netlink::RtNetlink;
 use crate::uplink::sriov::{self, SriovError, SriovManager, VfAssignment, VfSettings};
@@ -65,6 +69,14 @@ pub enum DaemonError {
         vif: VifId,
         #[source]
         source: BackendError,
+    },
+    #[error(transparent)]
+    Policy(#[from] PolicyConfigError),
+    #[error("vif {vif}: {source}")]
+    PolicyApply {
+        vif: VifId,
+        #[source]
+        source: PolicyError,
     },
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),
@@ -123,6 +135,10 @@ pub struct Daemon {
     /// SR-IOV VFs handed to VMMs (such VIFs have no socket, backend or supervisor); open when
     /// the config has SR-IOV VIFs or a previous daemon left VFs to collect.
     sriov: Option<SriovManager<RtNetlink>>,
+    /// The `[[acl]]` and `[[qos]]` tables VIFs refer to, as last configured.
+    policies: PolicyLibrary,
+    /// Each new VIF's conntrack settings (`[conntrack]`).
+    conntrack: vif_core::acl::ConntrackConfig,
 }
 
 fn is_sriov(vif: &VifConfig) -> bool {
@@ -166,6 +182,8 @@ impl Daemon {
             vlans: VlanUplinks::new(),
             vxlans: VxlanUplinks::new(),
             sriov,
+            policies: config.policy.clone(),
+            conntrack: config.conntrack,
         };
         let socket_vifs = config.vifs.iter().filter(|vif| !is_sriov(vif));
         for (vif, endpoint) in socket_vifs.zip(endpoints) {
@@ -228,6 +246,7 @@ impl Daemon {
     /// Prepares the VF of SR-IOV VIF `vif` and logs what the VMM needs: the VIF has no
     /// vhost-user socket; the guest drives the VF itself.
     fn allocate_vf(&mut self, vif: &VifConfig) -> Result<(), DaemonError> {
+        Daemon::warn_unenforced_policy(vif);
         let (UplinkSpec::SriovVf(uplink), Some(sriov)) = (&vif.spec.uplink, self.sriov.as_mut())
         else {
             return Ok(());

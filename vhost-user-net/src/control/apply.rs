@@ -9,17 +9,26 @@
 //! - [`Scope::Update`]: only running VIFs; naming an unknown one is an error.
 //!
 //! A VIF whose only difference is its labels is relabelled in place (labels are metadata: the
-//! metrics pick them up at the next scrape). Any other difference restarts it: the device a guest
-//! negotiated with (MAC, MTU, queues, offloads) cannot change under a running driver, so the VIF
-//! is removed and created again and its frontend reconnects.
+//! metrics pick them up at the next scrape). A VIF whose only differences are policies — its
+//! `acl`, `qos` or `port_security`, or the content of the `[[acl]]`/`[[qos]]` tables it names —
+//! keeps running and has them swapped in ([`plan_policies`]). Any other difference restarts it:
+//! the device a guest negotiated with (MAC, MTU, queues, offloads) cannot change under a running
+//! driver, so the VIF is removed and created again and its frontend reconnects.
+//!
+//! `apply` replaces the daemon's policy tables (and `[conntrack]`, for VIFs created from then
+//! on) with the text's; `create` and `update` add theirs to it, and running VIFs that name a
+//! table they redefine get its new content too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use vif_core::model::VifId;
 
+use vif_core::acl::ConntrackConfig;
+
 use super::protocol::{ChangeReport, VifChange};
-use crate::config::VifConfig;
+use crate::config::policy::PolicyLibrary;
+use crate::config::{DaemonConfig, VifConfig};
 
 /// What a request may do to the running VIFs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +70,13 @@ pub struct Plan {
     pub remove: Vec<VifId>,
     pub restart: Vec<Change>,
     pub relabel: Vec<Change>,
+    /// Policies swapped in place (labels with them).
+    pub repolicy: Vec<Change>,
     pub unchanged: Vec<VifId>,
+    /// The policy library to install before anything starts or changes.
+    pub policies: Option<PolicyLibrary>,
+    /// The `[conntrack]` settings of VIFs created from now on (`apply` only).
+    pub conntrack: Option<ConntrackConfig>,
 }
 
 impl Plan {
@@ -77,6 +92,7 @@ impl Plan {
             .iter()
             .map(|c| change(c, "restarted"))
             .chain(self.relabel.iter().map(|c| change(c, "relabelled")))
+            .chain(self.repolicy.iter().map(|c| change(c, "policy updated")))
             .collect();
         changed.sort_by(|a, b| a.id.cmp(&b.id));
         ChangeReport {
@@ -162,6 +178,91 @@ pub fn plan(
         }
     }
     Ok(plan)
+}
+
+/// The spec keys whose change a running VIF takes in place: its policies (and labels).
+const IN_PLACE: [&str; 4] = ["acl", "qos", "port_security", "labels"];
+
+/// Completes `plan` (from [`plan`], same scope) with policies: restarts whose only differences
+/// are policies and labels become in-place policy changes, and VIFs that stay whose named
+/// tables change content (in `desired`'s tables, installed over `library` for create and
+/// update) get them too. `current` are the running VIFs, `library` the daemon's tables.
+pub fn plan_policies(
+    plan: &mut Plan,
+    current: &BTreeMap<VifId, VifConfig>,
+    library: &PolicyLibrary,
+    desired: &DaemonConfig,
+    scope: Scope,
+) {
+    let next = if scope == Scope::Apply {
+        desired.policy.clone()
+    } else {
+        let mut merged = library.clone();
+        merged.merge(&desired.policy);
+        merged
+    };
+    let (in_place, restart): (Vec<Change>, Vec<Change>) = std::mem::take(&mut plan.restart)
+        .into_iter()
+        .partition(|c| c.fields.iter().all(|f| IN_PLACE.contains(&f.as_str())));
+    plan.restart = restart;
+    plan.repolicy = in_place;
+    // What the request did not otherwise change, with the spec it will have.
+    let named: BTreeMap<&VifId, &VifConfig> =
+        desired.vifs.iter().map(|v| (&v.spec.id, v)).collect();
+    let relabelled: BTreeSet<VifId> = plan
+        .relabel
+        .iter()
+        .map(|c| c.config.spec.id.clone())
+        .collect();
+    let staying = current.iter().filter(|(id, _)| {
+        let unchanged = plan.unchanged.contains(id) || relabelled.contains(*id);
+        unchanged || (scope != Scope::Apply && !named.contains_key(id))
+    });
+    let mut moved = Vec::new();
+    for (id, running) in staying {
+        let config = named.get(id).map_or(running, |desired| desired);
+        let fields = content_changes(library, &next, &running.spec, &config.spec);
+        if fields.is_empty() {
+            continue;
+        }
+        let mut fields = fields;
+        if relabelled.contains(id) {
+            fields.push("labels".to_owned());
+        }
+        moved.push(id.clone());
+        plan.repolicy.push(Change {
+            config: (*config).clone(),
+            fields,
+        });
+    }
+    plan.unchanged.retain(|id| !moved.contains(id));
+    plan.relabel.retain(|c| !moved.contains(&c.config.spec.id));
+    plan.policies = Some(next);
+    plan.conntrack = (scope == Scope::Apply).then_some(desired.conntrack);
+}
+
+/// The policy keys whose resolved content differs between `old` (in `before`) and `new` (in
+/// `after`); a reference that does not resolve counts as a difference.
+fn content_changes(
+    before: &PolicyLibrary,
+    after: &PolicyLibrary,
+    old: &vif_core::model::VifSpec,
+    new: &vif_core::model::VifSpec,
+) -> Vec<String> {
+    let (Ok(was), Ok(will)) = (before.resolve(old), after.resolve(new)) else {
+        return vec!["acl".to_owned(), "qos".to_owned()];
+    };
+    let mut fields = Vec::new();
+    if was.ingress != will.ingress || was.egress != will.egress {
+        fields.push("acl".to_owned());
+    }
+    if was.qos != will.qos {
+        fields.push("qos".to_owned());
+    }
+    if was.port_security != will.port_security {
+        fields.push("port_security".to_owned());
+    }
+    fields
 }
 
 /// Whether two socket paths name the same file as the daemon sees them: a relative path is
@@ -313,6 +414,103 @@ mod tests {
             Path::new("x/../a.sock"),
             Path::new("x/../a.sock")
         ));
+    }
+
+    fn library(acl_port: u16, qos_size: u64) -> PolicyLibrary {
+        let acl: vif_core::acl::AclSpec = toml::from_str(&format!(
+            "name = \"web\"\nrules = [{{ action = \"deny\", protocol = \"tcp\", dst_ports = \"{acl_port}\" }}]"
+        ))
+        .unwrap();
+        let qos: vif_core::qos::QosSpec = toml::from_str(&format!(
+            "name = \"gold\"\ntx = {{ ops = {{ size = {qos_size}, refill_time_ms = 10 }} }}"
+        ))
+        .unwrap();
+        PolicyLibrary::new(vec![acl], vec![qos]).unwrap()
+    }
+
+    fn desired(vifs: &[VifConfig], policy: PolicyLibrary) -> DaemonConfig {
+        DaemonConfig {
+            source: "test".into(),
+            vifs: vifs.to_vec(),
+            metrics: Default::default(),
+            control: Default::default(),
+            policy,
+            conntrack: ConntrackConfig::default(),
+        }
+    }
+
+    #[test]
+    fn policy_only_changes_are_made_in_place() {
+        let mut a = vif("a", 1);
+        a.spec.acl.egress = Some("web".into());
+        let b = vif("b", 2);
+        let c = vif("c", 3);
+        let current = running(&[a.clone(), b.clone(), c.clone()]);
+        let before = library(80, 8);
+
+        // b takes a QoS policy (a spec change, but only a policy one); the ACL a names changes
+        // content; c changes its MTU (a restart) and nothing else.
+        let mut b2 = b.clone();
+        b2.spec.qos = Some("gold".into());
+        b2.spec.labels.insert("tenant".into(), "acme".into());
+        let mut c2 = c.clone();
+        c2.spec.mtu = 9000;
+        c2.spec.qos = Some("gold".into());
+        let after = library(22, 8);
+        let want = desired(&[a.clone(), b2.clone(), c2.clone()], after.clone());
+        let mut planned = plan(&current, &want.vifs, Scope::Apply, None).unwrap();
+        plan_policies(&mut planned, &current, &before, &want, Scope::Apply);
+
+        let fields = |id: &str| {
+            planned
+                .repolicy
+                .iter()
+                .find(|c| c.config.spec.id.as_str() == id)
+                .map(|c| c.fields.clone())
+        };
+        assert_eq!(fields("a"), Some(vec!["acl".to_owned()]));
+        assert_eq!(
+            fields("b"),
+            Some(vec!["labels".to_owned(), "qos".to_owned()])
+        );
+        assert_eq!(fields("c"), None);
+        assert_eq!(planned.restart.len(), 1, "c restarts for its MTU");
+        assert!(planned.unchanged.is_empty());
+        assert_eq!(planned.policies.as_ref(), Some(&after));
+        assert_eq!(planned.conntrack, Some(ConntrackConfig::default()));
+        let report = planned.report(false);
+        assert!(report
+            .changed
+            .iter()
+            .any(|c| c.id == "a" && c.action == "policy updated"));
+    }
+
+    #[test]
+    fn an_update_redefining_a_table_reaches_every_vif_that_names_it() {
+        let mut a = vif("a", 1);
+        a.spec.qos = Some("gold".into());
+        let mut b = vif("b", 2);
+        b.spec.qos = Some("gold".into());
+        let current = running(&[a.clone(), b.clone()]);
+        // The update names only b, but redefines gold, which a uses too.
+        let want = desired(&[b.clone()], library(80, 16));
+        let mut planned = plan(&current, &want.vifs, Scope::Update, None).unwrap();
+        plan_policies(
+            &mut planned,
+            &current,
+            &library(80, 8),
+            &want,
+            Scope::Update,
+        );
+        let mut ids: Vec<&str> = planned
+            .repolicy
+            .iter()
+            .map(|c| c.config.spec.id.as_str())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(planned.remove.is_empty());
+        assert_eq!(planned.conntrack, None, "update keeps [conntrack]");
     }
 
     #[test]

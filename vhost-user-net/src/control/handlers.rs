@@ -6,12 +6,15 @@ use std::time::Instant;
 
 use vif_core::stats::{DropReason, QueueCounters, SizeBin};
 
-use super::apply::{plan, PlanError, Scope};
+use vif_core::acl::Direction;
+
+use super::apply::{plan, plan_policies, PlanError, Scope};
 use super::protocol::{
-    AclDirection, DaemonStatus, DirectionCounters, ErrorCode, QueuePairCounters, Request, Response,
-    SegmentSummary, VifCounters, VifDetail, VifSummary,
+    AclDirection, DaemonStatus, DirectionCounters, ErrorCode, PolicyReport, QueuePairCounters,
+    Request, Response, SegmentSummary, VifCounters, VifDetail, VifSummary,
 };
 use crate::config::{DaemonConfig, SocketMode};
+use crate::daemon::policy::SetPolicyError;
 use crate::daemon::runtime::{ExecuteError, VifRecord};
 use crate::daemon::Daemon;
 
@@ -75,54 +78,49 @@ pub fn handle(daemon: &mut Daemon, request: Request) -> Response {
     }
 }
 
-/// Validates and compiles the ACL with the real engine; applying it needs the backend to hold
-/// a `vif_core::acl::Firewall`, which it does not yet (the swap is then
-/// `firewall.acl(direction).swap(Some(Arc::new(compiled)))`, atomic for the workers).
+/// Compiles the ACL and swaps it into the VIF's datapath (`Daemon::set_vif_acl`).
 fn set_acl(
-    daemon: &Daemon,
+    daemon: &mut Daemon,
     vif: &str,
     direction: AclDirection,
     acl: Option<&vif_core::acl::AclSpec>,
 ) -> Response {
-    if !daemon.vifs().contains_key(vif) {
-        return not_found(vif);
-    }
-    let what = match acl {
-        Some(spec) => match vif_core::acl::CompiledAcl::compile(spec) {
-            Ok(compiled) => format!(
-                "acl {} compiled ({} rules)",
-                compiled.name(),
-                compiled.rule_count()
-            ),
-            Err(e) => {
-                return Response::failure(ErrorCode::InvalidConfig, format!("vif {vif}: {e}"))
-            }
-        },
-        None => "clearing the acl".to_owned(),
+    let (direction, field) = match direction {
+        AclDirection::Ingress => (Direction::Ingress, "acl.ingress"),
+        AclDirection::Egress => (Direction::Egress, "acl.egress"),
     };
-    Response::failure(
-        ErrorCode::Unsupported,
-        format!(
-            "vif {vif} ({direction:?}): {what}, but the datapath does not apply ACLs yet; nothing changed"
-        ),
-    )
+    match daemon.set_vif_acl(vif, direction, acl) {
+        Ok(()) => Response::success(&PolicyReport {
+            vif: vif.to_owned(),
+            field: field.to_owned(),
+            name: acl.map(|acl| acl.name.clone()),
+            rules: acl.map(|acl| acl.rules.len()),
+        }),
+        Err(e) => policy_failure(e),
+    }
 }
 
-/// Validates the rate limits; applying them needs the backend's limiters (not wired yet).
-fn set_qos(daemon: &Daemon, vif: &str, qos: Option<&vif_core::qos::QosSpec>) -> Response {
-    if !daemon.vifs().contains_key(vif) {
-        return not_found(vif);
+/// Validates the rate limits and swaps them into the VIF's datapath (`Daemon::set_vif_qos`).
+fn set_qos(daemon: &mut Daemon, vif: &str, qos: Option<&vif_core::qos::QosSpec>) -> Response {
+    match daemon.set_vif_qos(vif, qos) {
+        Ok(()) => Response::success(&PolicyReport {
+            vif: vif.to_owned(),
+            field: "qos".to_owned(),
+            name: qos.map(|qos| qos.name.clone()),
+            rules: None,
+        }),
+        Err(e) => policy_failure(e),
     }
-    if let Some(Err(e)) = qos.map(vif_core::qos::QosSpec::validate) {
-        return Response::failure(ErrorCode::InvalidConfig, format!("vif {vif}: {e}"));
-    }
-    Response::failure(
-        ErrorCode::Unsupported,
-        format!(
-            "vif {vif}: the rate limits are valid, but the datapath does not apply them yet; \
-             nothing changed"
-        ),
-    )
+}
+
+fn policy_failure(error: SetPolicyError) -> Response {
+    let code = match error {
+        SetPolicyError::NotFound { .. } => ErrorCode::NotFound,
+        SetPolicyError::Invalid { .. } | SetPolicyError::NameInUse { .. } => {
+            ErrorCode::InvalidConfig
+        }
+    };
+    Response::failure(code, format!("{error}; nothing changed"))
 }
 
 fn not_found(vif: &str) -> Response {
@@ -251,12 +249,8 @@ fn change(
         Ok(config) => config,
         Err(e) => return Response::failure(ErrorCode::InvalidConfig, e.to_string()),
     };
-    let planned = match plan(
-        &daemon.vif_configs(),
-        &desired.vifs,
-        scope,
-        daemon.control_socket(),
-    ) {
+    let current = daemon.vif_configs();
+    let mut planned = match plan(&current, &desired.vifs, scope, daemon.control_socket()) {
         Ok(planned) => planned,
         Err(e) => {
             let code = match e {
@@ -269,6 +263,7 @@ fn change(
             return Response::failure(code, format!("{source}: {e}; nothing changed"));
         }
     };
+    plan_policies(&mut planned, &current, daemon.policies(), &desired, scope);
     let report = planned.report(dry_run);
     if dry_run {
         return Response::success(&report);

@@ -16,8 +16,8 @@
 //! | `{"op":"update","config":"<TOML>","base":"/dir"}` | [`ChangeReport`] |
 //! | `{"op":"remove","vif":"web-1"}` | [`ChangeReport`] |
 //! | `{"op":"apply","config":"<TOML>","base":"/dir","dry_run":false}` | [`ChangeReport`] |
-//! | `{"op":"set_acl","vif":"web-1","direction":"ingress","acl":{...}}` | (see below) |
-//! | `{"op":"set_qos","vif":"web-1","qos":{...}}` | (see below) |
+//! | `{"op":"set_acl","vif":"web-1","direction":"ingress","acl":{...}}` | [`PolicyReport`] |
+//! | `{"op":"set_qos","vif":"web-1","qos":{...}}` | [`PolicyReport`] |
 //!
 //! `config` is config-file text (`[[vif]]` tables, see `crate::config`); `base` is the directory
 //! relative `socket` paths are resolved against (the file's directory; default: the daemon's
@@ -27,8 +27,12 @@
 //!
 //! `set_acl` replaces one direction's ACL of a VIF (`acl` is a `vif_core::acl::AclSpec`;
 //! absent clears it), `set_qos` its rate limits (`qos` is a `vif_core::qos::QosSpec`; absent
-//! clears them). Both validate with the real engine, but the backend does not apply policies
-//! yet, so a valid policy is answered `unsupported` and changes nothing.
+//! clears them). The policy is compiled first (an invalid one is `invalid_config` and changes
+//! nothing), then swapped in atomically while traffic flows: each packet is judged by the old
+//! or the new rule set, and the VIF's other traffic is not disturbed. The definition joins the
+//! daemon's policy tables under its name; a name another VIF uses with other content is
+//! refused (`invalid_config`). `apply` with changed `[[acl]]`/`[[qos]]` tables or references
+//! changes policies in place too (`policy updated` in its report).
 //!
 //! A response is `{"ok":true,"result":...}` or `{"ok":false,"error":{"code":"...","message":"..."}}`
 //! with a [`ErrorCode`]. A request refused for validation changes nothing.
@@ -265,9 +269,23 @@ pub struct VifChange {
     pub id: String,
     /// The top-level keys that differ (`mtu`, `uplink`, `labels`, `socket`, ...).
     pub fields: Vec<String>,
-    /// `relabelled` (only labels changed: applied in place) or `restarted` (a new device on the
+    /// `relabelled` (only labels changed: applied in place), `policy updated` (ACLs, QoS or
+    /// port security swapped in place, labels with them) or `restarted` (a new device on the
     /// same id: the frontend reconnects and the VIF's counters start again).
     pub action: String,
+}
+
+/// What `set_acl` or `set_qos` installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyReport {
+    pub vif: String,
+    /// `acl.ingress`, `acl.egress` or `qos`.
+    pub field: String,
+    /// The policy's name; `None` when it was cleared.
+    pub name: Option<String>,
+    /// ACLs: how many rules the compiled set has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules: Option<usize>,
 }
 
 /// What `create`, `update`, `remove` and `apply` did (or, with `dry_run`, would do).

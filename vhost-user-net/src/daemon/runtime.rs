@@ -5,7 +5,9 @@
 //! 1. the sockets of new server-mode VIFs whose paths no running VIF holds are bound first; if
 //!    any bind fails (a path in use by another process, a file in the way), the request fails and
 //!    nothing has changed;
-//! 2. relabelled VIFs take their new labels in place;
+//! 2. the plan's policy library is installed; relabelled VIFs take their new labels and VIFs
+//!    whose only differences are policies (ACLs, QoS, port security, or the content of the
+//!    tables they name) take their new policies, in place, while traffic flows;
 //! 3. removed and restarted VIFs are stopped (their sockets removed);
 //! 4. new and restarted VIFs start, binding the sockets freed in step 3. A failure here (very
 //!    unlikely: the daemon itself just held those paths) is reported with what was applied.
@@ -78,6 +80,7 @@ impl Daemon {
         endpoint: Endpoint,
         requested_at: Instant,
     ) -> Result<(), DaemonError> {
+        let policy = self.build_policy(vif)?;
         let name = segment_name(&vif.spec.id, &vif.spec.uplink);
         let segment = Arc::clone(
             self.segments
@@ -89,7 +92,7 @@ impl Daemon {
             self.drop_unused_segments();
             return Err(e);
         }
-        let backend = NetBackend::new(&vif.spec, segment).map_err(|source| {
+        let backend = NetBackend::with_policy(&vif.spec, segment, policy).map_err(|source| {
             self.drop_unused_segments();
             DaemonError::Backend {
                 vif: vif.spec.id.clone(),
@@ -163,11 +166,21 @@ impl Daemon {
                 prebound.insert(vif.spec.id.clone(), endpoint);
             }
         }
-        // 2. Labels in place.
+        // 2. Labels and policies in place.
+        if let Some(library) = &plan.policies {
+            self.install_policies(library, plan.conntrack);
+        }
         for change in &plan.relabel {
             if let Some(record) = self.vifs.get_mut(&change.config.spec.id) {
                 record.config.spec.labels = change.config.spec.labels.clone();
                 log::info!("vif {}: relabelled", change.config.spec.id);
+            }
+        }
+        let mut failures = Vec::new();
+        for change in &plan.repolicy {
+            if let Err(e) = self.repolicy(&change.config) {
+                log::error!("{e}");
+                failures.push(e.to_string());
             }
         }
         // 3. Stop what goes away or restarts.
@@ -179,7 +192,6 @@ impl Daemon {
             self.remove_vif(vif.as_str());
         }
         // 4. Start what is new or restarted.
-        let mut failures = Vec::new();
         let starting = plan
             .add
             .iter()
@@ -224,8 +236,13 @@ impl Daemon {
         &self.segments
     }
 
-    /// The whole Prometheus exposition, read now.
+    /// The whole Prometheus exposition, read now. Expired conntrack entries are swept first,
+    /// here, off the datapath, so the occupancy gauges count live flows.
     pub fn scrape(&self) -> String {
+        let now = crate::policy::clock_ns(Instant::now());
+        for record in self.vifs.values() {
+            record.backend.policy().expire(now);
+        }
         let vifs = self
             .vifs
             .values()
@@ -240,9 +257,8 @@ impl Daemon {
                 },
                 stats: record.backend.stats(),
                 status: &record.status,
-                // The backend does not apply a vif_core::acl::Firewall yet; once it does, its
-                // ACL hit and conntrack series appear by passing it here.
-                firewall: None,
+                // Present once the VIF has had an ACL or port security.
+                firewall: record.backend.policy().firewall().cloned(),
             })
             .collect();
         let segments = self

@@ -17,8 +17,8 @@ use serde::de::DeserializeOwned;
 use vhost_user_net::control::client::{ControlClient, DEFAULT_TIMEOUT};
 use vhost_user_net::control::default_control_socket;
 use vhost_user_net::control::protocol::{
-    AclDirection, ChangeReport, DaemonStatus, DirectionCounters, ErrorCode, Request, Response,
-    SegmentSummary, VifCounters, VifDetail, VifSummary,
+    AclDirection, ChangeReport, DaemonStatus, DirectionCounters, ErrorCode, PolicyReport, Request,
+    Response, SegmentSummary, VifCounters, VifDetail, VifSummary,
 };
 
 use table::{key_values, Table};
@@ -45,8 +45,7 @@ Examples:
 
 Exit codes: 0 success, 1 the daemon refused or failed the request (nothing changed when it
 refused), 2 bad command line, 3 no such VIF, 4 cannot reach the daemon, 5 cannot read the file.
-(set-acl and set-qos validate the policy but the datapath does not apply policies yet: a valid
-one is answered \"unsupported\", exit code 1.)";
+set-acl and set-qos swap the policy in while traffic flows.";
 
 /// Manage the VIFs of a running vhost-user-net daemon through its control socket.
 #[derive(Debug, Parser)]
@@ -286,7 +285,7 @@ fn human(command: &Command, response: &Response) -> Result<String, Failure> {
         | Command::Update { .. }
         | Command::Remove { .. }
         | Command::Apply { .. } => changes(&result(response)?),
-        Command::SetAcl { .. } | Command::SetQos { .. } => String::new(),
+        Command::SetAcl { .. } | Command::SetQos { .. } => policy(&result(response)?),
     })
 }
 
@@ -428,6 +427,19 @@ fn segments(segments: &[SegmentSummary]) -> String {
         ]);
     }
     table.render()
+}
+
+fn policy(report: &PolicyReport) -> String {
+    match (&report.name, report.rules) {
+        (Some(name), Some(rules)) => {
+            format!(
+                "{}: {} = {name} ({rules} rules)\n",
+                report.vif, report.field
+            )
+        }
+        (Some(name), None) => format!("{}: {} = {name}\n", report.vif, report.field),
+        (None, _) => format!("{}: {} cleared\n", report.vif, report.field),
+    }
 }
 
 fn changes(report: &ChangeReport) -> String {
