@@ -428,15 +428,12 @@ mod tests {
         PolicyLibrary::new(vec![acl], vec![qos]).unwrap()
     }
 
+    /// A desired state: an empty text's defaults, with `vifs` and `policy`.
     fn desired(vifs: &[VifConfig], policy: PolicyLibrary) -> DaemonConfig {
-        DaemonConfig {
-            source: "test".into(),
-            vifs: vifs.to_vec(),
-            metrics: Default::default(),
-            control: Default::default(),
-            policy,
-            conntrack: ConntrackConfig::default(),
-        }
+        let mut config = DaemonConfig::parse_vifs("", "test", Path::new("/"), true).unwrap();
+        config.vifs = vifs.to_vec();
+        config.policy = policy;
+        config
     }
 
     #[test]
