@@ -7,10 +7,8 @@
 mod uplink_vxlan_support;
 
 use std::net::Ipv4Addr;
-use std::time::Duration;
 
 use uplink_vxlan_support::*;
-use vmm_integration::launcher::{Launcher, Output};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_vhost-user-net");
 const GUEST_IP: Ipv4Addr = Ipv4Addr::new(10, 42, 0, 1);
@@ -50,22 +48,15 @@ uplink = {{ type = "vxlan", vni = 42, local = "192.0.2.1", remotes = ["192.0.2.2
     )
     .unwrap();
     let log = dir.path().join("daemon.log");
-    let daemon = Launcher::new("ip")
-        .arg("netns")
-        .arg("exec")
-        .arg(host.name())
-        .arg(BINARY)
-        .config(&config)
-        .env("VIF_RUNTIME_DIR", dir.path())
-        .env("RUST_LOG", "debug")
-        .output(Output::File(log.clone()))
-        .stop_grace(WAIT)
-        .spawn()
-        .expect("spawn the daemon");
+    let daemon = daemon_in(
+        &host,
+        BINARY.as_ref(),
+        &config,
+        dir.path(),
+        &log,
+        &[&socket],
+    );
     let daemon_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    if let Err(e) = daemon.wait_for_sockets(&[&socket], Duration::from_secs(30)) {
-        panic!("daemon did not come up: {e}\n{}", daemon_log());
-    }
     let mut guest = GuestVif::connect(&socket, guest_mac);
     for seq_no in 1..=3 {
         ping_once(&mut guest, (peer_mac, PEER_IP), GUEST_IP, seq_no);

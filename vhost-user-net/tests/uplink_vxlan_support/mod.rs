@@ -30,6 +30,7 @@ use vif_core::wire::icmpv4::{Icmpv4Packet, Icmpv4Repr};
 use vif_core::wire::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use vif_core::wire::Csum;
 use vmm_integration::guest::{GuestConfig, VirtualGuest};
+use vmm_integration::launcher::{DaemonHandle, Launcher, Output as LauncherOutput};
 
 /// Upper bound of any wait.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -229,6 +230,39 @@ pub fn kernel_vxlan_peer(
         "nud",
         "permanent",
     ]);
+}
+
+/// The daemon binary `binary` with `config`, started inside `ns` by `ip netns exec` (which execs
+/// it, so the handle's pid is the daemon's and dropping the handle stops the daemon): the VTEPs
+/// of its VXLAN VIFs bind there. Default sockets go to `runtime_dir`, its output to `log`.
+/// Waits for `sockets`; if they do not appear, panics with the daemon's output.
+pub fn daemon_in(
+    ns: &Netns,
+    binary: &Path,
+    config: &Path,
+    runtime_dir: &Path,
+    log: &Path,
+    sockets: &[&Path],
+) -> DaemonHandle {
+    let daemon = Launcher::new("ip")
+        .arg("netns")
+        .arg("exec")
+        .arg(ns.name())
+        .arg(binary)
+        .config(config)
+        .env("VIF_RUNTIME_DIR", runtime_dir)
+        .env("RUST_LOG", "debug")
+        .output(LauncherOutput::File(log.to_path_buf()))
+        .stop_grace(WAIT)
+        .spawn()
+        .expect("spawn the daemon");
+    if let Err(e) = daemon.wait_for_sockets(sockets, Duration::from_secs(30)) {
+        panic!(
+            "daemon did not come up: {e}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+    daemon
 }
 
 /// Sends one ICMP echo request from the guest to `peer` and waits for the matching reply,
