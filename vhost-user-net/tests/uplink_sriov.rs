@@ -154,8 +154,8 @@ const MAC_B: MacAddr = MacAddr([0x52, 0x54, 0x00, 0, 0, 0x0b]);
 
 fn uplink(vf_index: Option<u16>) -> SriovVfUplink {
     SriovVfUplink {
-        pf: "eth0".into(),
         vf_index,
+        ..SriovVfUplink::new("eth0")
     }
 }
 
@@ -272,10 +272,7 @@ fn release_clears_the_vf_and_rebinds_the_host_driver() {
 fn missing_capability_and_bad_requests_are_plain_errors() {
     let host = FakeHost::new(2, &[]);
     let mut sriov = manager(&host);
-    let no_pf = SriovVfUplink {
-        pf: "eth9".into(),
-        vf_index: None,
-    };
+    let no_pf = SriovVfUplink::new("eth9");
     let e = sriov
         .allocate("a", MAC_A, &no_pf, &VfSettings::default())
         .unwrap_err();

@@ -213,6 +213,21 @@ pub enum ModelError {
     #[error("vif {vif}: uplink.pcp {pcp} is out of range [0, {max}] (IEEE 802.1Q-2018 § 6.9.3)")]
     PcpOutOfRange { vif: VifId, pcp: u8, max: u8 },
 
+    #[error("vif {vif}: uplink.qos {qos} is out of range [0, {max}] (IEEE 802.1Q-2018 § 6.9.3)")]
+    VfQosOutOfRange { vif: VifId, qos: u8, max: u8 },
+
+    #[error(
+        "vif {vif}: uplink.qos {qos} needs uplink.vlan: the priority travels in the tag of the \
+         VF's VLAN"
+    )]
+    VfQosWithoutVlan { vif: VifId, qos: u8 },
+
+    #[error("vif {vif}: {field} 0 is not a rate (the kernel reads 0 as no limit); leave it out")]
+    VfRateZero { vif: VifId, field: &'static str },
+
+    #[error("vif {vif}: uplink.min_tx_rate_mbps {min} exceeds uplink.max_tx_rate_mbps {max}")]
+    VfRateInverted { vif: VifId, min: u32, max: u32 },
+
     #[error("vif {vif}: port_security.allowed_ips has {count} entries, more than {max}")]
     TooManyAllowedIps {
         vif: VifId,

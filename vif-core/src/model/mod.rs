@@ -28,6 +28,7 @@
 //! ```toml
 //! uplink = { type = "vlan", vid = 100, pcp = 0, parent = "eth1", parent_mtu = 1504 }
 //! uplink = { type = "sriov-vf", pf = "enp3s0f0", vf_index = 3 }   # vf_index optional
+//! uplink = { type = "sriov-vf", pf = "enp3s0f0", vlan = 100, qos = 5, max_tx_rate_mbps = 1000 }
 //! uplink = { type = "local", segment = "lab" }
 //! ```
 //!

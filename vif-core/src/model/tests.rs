@@ -88,8 +88,8 @@ fn documented_inline_uplinks_parse() {
     assert_eq!(
         sriov.uplink,
         UplinkSpec::SriovVf(SriovVfUplink {
-            pf: "enp3s0f0".to_owned(),
-            vf_index: Some(3)
+            vf_index: Some(3),
+            ..SriovVfUplink::new("enp3s0f0")
         })
     );
     let local: VifSpec = toml::from_str(&format!(
@@ -160,8 +160,10 @@ fn round_trips_toml_and_json() {
     let example: VifSpec = toml::from_str(EXAMPLE_TOML).unwrap();
     let sriov = VifSpec {
         uplink: UplinkSpec::SriovVf(SriovVfUplink {
-            pf: "enp3s0f0".to_owned(),
-            vf_index: None,
+            vlan: Some(VlanId::new(100).unwrap()),
+            qos: 5,
+            max_tx_rate_mbps: Some(1000),
+            ..SriovVfUplink::new("enp3s0f0")
         }),
         ..spec()
     };
@@ -224,8 +226,27 @@ fn uplink_strategy() -> impl Strategy<Value = UplinkSpec> {
             })
         },
     );
-    let sriov = ("[a-z][a-z0-9]{0,14}", prop::option::of(any::<u16>()))
-        .prop_map(|(pf, vf_index)| UplinkSpec::SriovVf(SriovVfUplink { pf, vf_index }));
+    let sriov = (
+        "[a-z][a-z0-9]{0,14}",
+        prop::option::of(any::<u16>()),
+        prop::option::of(1u16..=4094),
+        0u8..=8,
+        any::<[bool; 2]>(),
+        prop::option::of(0u32..=100_000),
+        prop::option::of(0u32..=100_000),
+    )
+        .prop_map(|(pf, vf_index, vid, qos, [spoof_check, trust], max, min)| {
+            UplinkSpec::SriovVf(SriovVfUplink {
+                vf_index,
+                vlan: vid.and_then(|vid| VlanId::new(vid).ok()),
+                qos,
+                spoof_check,
+                trust,
+                max_tx_rate_mbps: max,
+                min_tx_rate_mbps: min,
+                ..SriovVfUplink::new(pf)
+            })
+        });
     let local = name_strategy().prop_map(|segment| UplinkSpec::Local(LocalUplink { segment }));
     prop_oneof![vxlan, vlan, sriov, local]
 }
@@ -293,6 +314,14 @@ fn mostly_valid(mut spec: VifSpec) -> VifSpec {
     offloads.ecn &= offloads.tso4 || offloads.tso6;
     if let UplinkSpec::Vlan(vlan) = &mut spec.uplink {
         vlan.pcp &= 7;
+    }
+    if let UplinkSpec::SriovVf(vf) = &mut spec.uplink {
+        vf.qos = if vf.vlan.is_some() { vf.qos & 7 } else { 0 };
+        vf.max_tx_rate_mbps = vf.max_tx_rate_mbps.filter(|&rate| rate > 0);
+        vf.min_tx_rate_mbps = vf.min_tx_rate_mbps.filter(|&rate| rate > 0);
+        if let (Some(min), Some(max)) = (vf.min_tx_rate_mbps, vf.max_tx_rate_mbps) {
+            vf.min_tx_rate_mbps = Some(min.min(max));
+        }
     }
     if let Some(limit) = spec.uplink.max_vif_mtu() {
         spec.mtu = spec.mtu.min(limit);

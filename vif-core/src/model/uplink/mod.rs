@@ -3,8 +3,10 @@
 //! on tunnel endpoints and interface names.
 //!
 //! The uplink implementations live in the daemon (`vhost-user-net/src/uplink/`); this module only
-//! says what they are configured with. The checks are in `validate.rs`.
+//! says what they are configured with. The checks are in `validate.rs`, except the SR-IOV VF's,
+//! which live with its settings in `sriov.rs`.
 
+mod sriov;
 mod validate;
 
 use std::net::IpAddr;
@@ -14,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ModelError;
 use super::names::{check_name, VifId};
 use crate::ids::{VlanId, Vni};
+pub use sriov::SriovVfUplink;
 
 /// Bytes VXLAN adds around the VIF's L3 packet over an IPv4 underlay: outer IPv4 (20) + UDP (8) +
 /// VXLAN (8) + inner Ethernet (14) (RFC 7348 § 5). The underlay MTU must cover them.
@@ -92,17 +95,6 @@ pub struct VlanUplink {
     pub parent_mtu: u16,
 }
 
-/// An SR-IOV virtual function of a physical function.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SriovVfUplink {
-    /// The physical function's interface name.
-    pub pf: String,
-    /// The VF to use; `None` takes a free one from the daemon's pool.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vf_index: Option<u16>,
-}
-
 /// A segment switched inside the daemon: VIFs on one host reach each other, nothing leaves.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -155,7 +147,10 @@ impl UplinkSpec {
         match self {
             UplinkSpec::Vxlan(vxlan) => validate::vxlan(vxlan, vif, vif_mtu),
             UplinkSpec::Vlan(vlan) => validate::vlan(vlan, vif, vif_mtu),
-            UplinkSpec::SriovVf(sriov) => validate::ifname(vif, "uplink.pf", &sriov.pf),
+            UplinkSpec::SriovVf(sriov) => {
+                validate::ifname(vif, "uplink.pf", &sriov.pf)?;
+                sriov::validate(sriov, vif)
+            }
             UplinkSpec::Local(local) => {
                 check_name(&local.segment).map_err(|reason| ModelError::InvalidName {
                     vif: vif.clone(),

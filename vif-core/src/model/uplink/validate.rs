@@ -192,10 +192,7 @@ mod tests {
         assert_eq!(UplinkSpec::Vxlan(vxlan_v4()).max_vif_mtu(), Some(1450));
         assert_eq!(UplinkSpec::Vxlan(vxlan_v6()).max_vif_mtu(), Some(1430));
         assert_eq!(UplinkSpec::Vlan(vlan()).max_vif_mtu(), Some(1500));
-        let sriov = SriovVfUplink {
-            pf: "enp3s0f0".to_owned(),
-            vf_index: None,
-        };
+        let sriov = SriovVfUplink::new("enp3s0f0");
         assert_eq!(UplinkSpec::SriovVf(sriov).max_vif_mtu(), None);
         let tiny = VxlanUplink {
             underlay_mtu: 10,
@@ -507,8 +504,8 @@ mod tests {
             })
         ));
         let pf = SriovVfUplink {
-            pf: String::new(),
             vf_index: Some(1),
+            ..SriovVfUplink::new("")
         };
         assert!(matches!(
             check(UplinkSpec::SriovVf(pf), 9000),
@@ -544,10 +541,7 @@ mod tests {
             let json = serde_json::to_value(&uplink).unwrap();
             assert_eq!(json["type"], uplink.kind());
         }
-        let sriov = UplinkSpec::SriovVf(SriovVfUplink {
-            pf: "p".to_owned(),
-            vf_index: None,
-        });
+        let sriov = UplinkSpec::SriovVf(SriovVfUplink::new("p"));
         assert_eq!(serde_json::to_value(&sriov).unwrap()["type"], "sriov-vf");
     }
 }
