@@ -317,6 +317,15 @@ impl NetBackend {
         Ok(daemon)
     }
 
+    /// Feeds sampled records of the frames this VIF transmits to `log`, one cache per worker.
+    /// Call before the VIF is served (the daemon does, right after [`Self::new`]).
+    pub fn enable_flow_log(&self, log: &crate::flowlog::FlowLog) {
+        for worker in self.workers.iter() {
+            let mut worker = worker.lock().unwrap_or_else(|e| e.into_inner());
+            worker.tx.flows = Some(log.sampler(self.spec.id.as_str()));
+        }
+    }
+
     /// The frontend went away: leave the segment and forget per-connection state. Idempotent;
     /// the next `SET_FEATURES` attaches the port again.
     pub fn disconnected(&self) {

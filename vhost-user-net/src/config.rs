@@ -11,9 +11,9 @@
 //! ```
 //!
 //! Every other key of a `[[vif]]` table is a [`VifSpec`] field (see `vif_core::model`). Besides
-//! `[[vif]]`, a file may hold a `[metrics]` table ([`MetricsConfig`]) and a `[control]` table
-//! ([`ControlConfig`]), and the policy tables VIFs refer to by name: `[[acl]]`, `[[qos]]` and
-//! `[conntrack]` ([`policy`]). The file
+//! `[[vif]]`, a file may hold a `[metrics]` table ([`MetricsConfig`]), a `[control]` table
+//! ([`ControlConfig`]) and a `[flow_log]` table ([`FlowLogConfig`]), and the policy tables VIFs
+//! refer to by name: `[[acl]]`, `[[qos]]` and `[conntrack]` ([`policy`]). The file
 //! is refused as a whole, before any socket is touched, if any part is wrong: syntax and type
 //! errors carry the line and column, validation errors name the VIF, the field and the bound,
 //! and every message starts with the file path. VIF ids and socket paths must be unique.
@@ -37,6 +37,7 @@ use vif_core::qos::QosSpec;
 
 use self::policy::{PolicyConfigError, PolicyLibrary};
 use crate::control::ControlConfig;
+use crate::flowlog::FlowLogConfig;
 use crate::metrics::MetricsConfig;
 
 /// The default VIF id when the daemon runs without a config file.
@@ -82,6 +83,8 @@ pub struct DaemonConfig {
     pub metrics: MetricsConfig,
     /// The `[control]` table; defaults when absent.
     pub control: ControlConfig,
+    /// The `[flow_log]` table; off when absent.
+    pub flow_log: FlowLogConfig,
     /// The `[[acl]]` and `[[qos]]` tables.
     pub policy: PolicyLibrary,
     /// The `[conntrack]` table: each VIF's flow table, once it has a policy.
@@ -304,6 +307,7 @@ impl DaemonConfig {
             vifs,
             metrics: rest.metrics,
             control: rest.control,
+            flow_log: rest.flow_log,
             policy,
             conntrack: rest.conntrack,
         };
@@ -349,6 +353,7 @@ impl DaemonConfig {
             vifs: vec![VifConfig { spec, socket, mode }],
             metrics: MetricsConfig::default(),
             control: ControlConfig::default(),
+            flow_log: FlowLogConfig::default(),
             policy: PolicyLibrary::default(),
             conntrack: ConntrackConfig::default(),
         };
@@ -431,6 +436,8 @@ struct FileRest {
     metrics: MetricsConfig,
     #[serde(default)]
     control: ControlConfig,
+    #[serde(default)]
+    flow_log: FlowLogConfig,
     #[serde(default)]
     acl: Vec<AclSpec>,
     #[serde(default)]

@@ -88,6 +88,8 @@ pub enum DaemonError {
     Control(#[from] ControlError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    FlowLog(#[from] crate::flowlog::FlowLogError),
     #[error("vif {vif}: {source}")]
     Vlan {
         vif: VifId,

@@ -28,6 +28,7 @@ use virtio_queue::{Error as QueueErr, Queue, QueueOwnedT, QueueT};
 use vm_memory::{Bytes, GuestMemoryMmap};
 
 use crate::device::Negotiated;
+use crate::flowlog::{FlowCache, FlowSampler, FlowVerdict};
 use crate::offload_check;
 use crate::pipeline::{Pipeline, Verdict};
 use crate::policy::{clock_ns, PolicyBurst, VifPolicy};
@@ -62,6 +63,8 @@ pub struct TxPath {
     used: Vec<(u16, u32)>,
     wakes: Vec<(PortId, u16)>,
     pub batch: StatsBatch,
+    /// Sampled flow records (`crate::flowlog`); `None` when flow logs are off.
+    pub flows: Option<FlowSampler>,
 }
 
 /// What a TX pass needs to know about its device.
@@ -94,6 +97,7 @@ impl TxPath {
             used: Vec::with_capacity(TX_BUDGET),
             wakes: Vec::with_capacity(64),
             batch: StatsBatch::new(),
+            flows: None,
         }
     }
 
@@ -120,6 +124,8 @@ impl TxPath {
         let mut outcome = TxOutcome::default();
         let limit = VIRTIO_NET_HDR_LEN.saturating_add(ctx.max_frame());
         let mut burst = ctx.segment.begin_burst(ctx.now);
+        // One lock per pass when flow logs are on; nothing when off.
+        let mut flows = self.flows.as_ref().map(FlowSampler::lock);
         self.used.clear();
         self.wakes.clear();
         {
@@ -156,6 +162,7 @@ impl TxPath {
                             &mut burst,
                             &mut self.batch,
                             &mut self.wakes,
+                            flows.as_deref_mut(),
                             &mut policy,
                         );
                         if held {
@@ -202,6 +209,7 @@ fn handle_frame(
     burst: &mut Burst<'_>,
     batch: &mut StatsBatch,
     wakes: &mut Vec<(PortId, u16)>,
+    mut flows: Option<&mut FlowCache>,
     policy: &mut PolicyBurst<'_>,
 ) -> bool {
     let Some(hdr) = VirtioNetHdr::from_slice(bytes) else {
@@ -210,10 +218,16 @@ fn handle_frame(
         return false;
     };
     let frame = bytes.get(VIRTIO_NET_HDR_LEN..).unwrap_or_default();
+    let mut note = |verdict: FlowVerdict| {
+        if let Some(cache) = flows.as_deref_mut() {
+            cache.observe(frame, verdict, ctx.now);
+        }
+    };
     let offload = match offload_check::validate_tx(&hdr, frame, ctx.negotiated, ctx.mtu) {
         Ok(offload) => offload,
         Err(reason) => {
             batch.record_drop(reason);
+            note(FlowVerdict::Dropped(reason));
             return false;
         }
     };
@@ -240,8 +254,12 @@ fn handle_frame(
                     owe(to, queue);
                 }
                 batch.record_packet(frame.len(), cast);
+                note(FlowVerdict::Forwarded);
             }
-            Err(reason) => batch.record_drop(reason),
+            Err(reason) => {
+                batch.record_drop(reason);
+                note(FlowVerdict::Dropped(reason));
+            }
         },
         Verdict::Flood => {
             // A copy that does not fit one receiver is that receiver's loss, not a TX drop: the
@@ -252,8 +270,12 @@ fn handle_frame(
                 }
             });
             batch.record_packet(frame.len(), cast);
+            note(FlowVerdict::Flooded);
         }
-        Verdict::Drop(reason) => batch.record_drop(reason),
+        Verdict::Drop(reason) => {
+            batch.record_drop(reason);
+            note(FlowVerdict::Dropped(reason));
+        }
         // Counted by the caller as throttled once it has put the chain back.
         Verdict::Throttle => return true,
     }

@@ -99,6 +99,9 @@ impl Daemon {
                 source,
             }
         })?;
+        if let Some(flow_log) = &self.services.flow_log {
+            backend.enable_flow_log(flow_log);
+        }
         let status = Arc::new(VifStatus::new(
             requested_at,
             usize::from(vif.spec.queue_pairs),
@@ -278,6 +281,7 @@ impl Daemon {
             vifs,
             segments,
             provisioning: &self.services.provisioning,
+            flow_log: self.services.flow_log.as_ref().map(|log| log.stats()),
         })
     }
 }

@@ -16,6 +16,7 @@ use super::{Daemon, DaemonError};
 use crate::config::DaemonConfig;
 use crate::control::server::{ControlListener, ControlProtocol, CONTROL_LIMITS};
 use crate::control::ControlConfig;
+use crate::flowlog::FlowLog;
 use crate::metrics::histogram::ProvisioningTimes;
 use crate::metrics::http::MetricsHttp;
 use crate::metrics::HTTP_LIMITS;
@@ -29,6 +30,8 @@ pub struct Services {
     control_path: Option<PathBuf>,
     metrics: Option<TcpListener>,
     metrics_addr: Option<SocketAddr>,
+    /// Running when `[flow_log]` is enabled; every new VIF's workers feed it.
+    pub(super) flow_log: Option<FlowLog>,
 }
 
 impl Services {
@@ -44,6 +47,11 @@ impl Services {
         if let Some(addr) = metrics_addr {
             log::info!("metrics: http://{addr}/metrics");
         }
+        let flow_log = if config.flow_log.enabled {
+            Some(FlowLog::start(&config.flow_log)?)
+        } else {
+            None
+        };
         Ok(Services {
             started_at: Instant::now(),
             provisioning: Arc::default(),
@@ -51,6 +59,7 @@ impl Services {
             control_path,
             metrics,
             metrics_addr,
+            flow_log,
         })
     }
 }
@@ -85,6 +94,11 @@ impl Daemon {
 
     pub fn started_at(&self) -> Instant {
         self.services.started_at
+    }
+
+    /// The flow log, when `[flow_log]` is enabled.
+    pub fn flow_log(&self) -> Option<&FlowLog> {
+        self.services.flow_log.as_ref()
     }
 }
 

@@ -18,6 +18,7 @@ use super::exposition::{Exposition, MetricType};
 use super::histogram::{HistogramSnapshot, ProvisioningTimes};
 use super::policy::{policy_families, PolicyView};
 use crate::daemon::status::{LinkState, VifStatus};
+use crate::flowlog::export::FlowLogStats;
 
 /// One VIF as the exporter sees it.
 pub struct VifView<'a> {
@@ -45,6 +46,8 @@ pub struct Scrape<'a> {
     pub vifs: Vec<VifView<'a>>,
     pub segments: Vec<SegmentView<'a>>,
     pub provisioning: &'a ProvisioningTimes,
+    /// The flow log's counters, when it runs.
+    pub flow_log: Option<&'a FlowLogStats>,
 }
 
 /// A VIF's values read once per scrape.
@@ -124,7 +127,40 @@ pub fn render(scrape: &Scrape<'_>) -> String {
         })
         .collect();
     policy_families(&mut out, &policies);
+    if let Some(stats) = scrape.flow_log {
+        flow_log_families(&mut out, stats);
+    }
     out.into_string()
+}
+
+fn flow_log_families(out: &mut Exposition, stats: &FlowLogStats) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let families = [
+        (
+            "vif_flowlog_records_total",
+            "Flow records written to the flow log.",
+            &stats.records,
+        ),
+        (
+            "vif_flowlog_dropped_total",
+            "Flow records lost: a worker's flow cache was full, or the write failed.",
+            &stats.dropped,
+        ),
+        (
+            "vif_flowlog_write_errors_total",
+            "Flow log sweeps that failed to write.",
+            &stats.write_errors,
+        ),
+        (
+            "vif_flowlog_rotations_total",
+            "Times the flow log file was rotated.",
+            &stats.rotations,
+        ),
+    ];
+    for (name, help, counter) in families {
+        out.family(name, MetricType::Counter, help);
+        out.sample(name, &[], counter.load(Relaxed));
+    }
 }
 
 fn vif_families(out: &mut Exposition, reads: &[Read<'_>]) {
@@ -430,6 +466,7 @@ mod tests {
                 vifs: 1,
             }],
             provisioning: &prov,
+            flow_log: None,
         };
         let text = render(&scrape);
         let samples = parse_exposition(&text).unwrap();
