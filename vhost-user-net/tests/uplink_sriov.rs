@@ -1,153 +1,18 @@
-//! SR-IOV VF management against a sysfs tree built under a temporary directory.
-//!
-//! The tree mimics what Linux shows for a PF `eth0` (PCI 0000:3b:00.0, ifindex 7) with four VFs
-//! (`virtfn0..3` → 0000:3b:02.0..3): `class/net/eth0/{ifindex,device}`, the PF's
-//! `sriov_totalvfs`/`sriov_numvfs`, each VF's `driver` link and `driver_override`, the drivers'
-//! `unbind` files and `bus/pci/drivers_probe` (Documentation/ABI/testing/sysfs-bus-pci). Those
-//! write-only files start empty, so a test reads back what vif wrote into them; where the kernel
-//! would rebind a driver after `drivers_probe`, the test moves the `driver` link itself.
-//!
-//! The PF side goes to a recording [`VfLink`]; the bytes of those requests are checked against
-//! iproute2 in `uplink_sriov_netlink.rs`.
+//! SR-IOV VF management against a sysfs tree built under a temporary directory
+//! (`uplink_sriov_support`: a PF `eth0` with its VFs, and a recording [`VfLink`] for the PF
+//! side; the bytes of those requests are checked against iproute2 in
+//! `uplink_sriov_netlink.rs`).
+
+mod uplink_sriov_support;
 
 use std::fs;
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-use vhost_user_net::uplink::sriov::netlink::{
-    NetlinkError, VfConfig, VfRate, VfReport, VfStats, VfVlan,
-};
-use vhost_user_net::uplink::sriov::pool::STATE_FILE;
+use uplink_sriov_support::*;
+use vhost_user_net::uplink::sriov::netlink::{VfRate, VfReport, VfStats, VfVlan};
 use vhost_user_net::uplink::sriov::sysfs::Sysfs;
-use vhost_user_net::uplink::sriov::{SriovError, SriovManager, VfLink, VfSettings};
+use vhost_user_net::uplink::sriov::{SriovError, SriovManager, VfSettings};
 use vif_core::mac::MacAddr;
 use vif_core::model::SriovVfUplink;
-
-const PF_BDF: &str = "0000:3b:00.0";
-const PF_IFINDEX: i32 = 7;
-
-fn vf_bdf(index: u16) -> String {
-    format!("0000:3b:02.{index}")
-}
-
-/// A temporary directory holding a sysfs tree and a run directory, removed on drop.
-struct FakeHost {
-    dir: PathBuf,
-}
-
-impl FakeHost {
-    /// `eth0` with `num_vfs` VFs, each bound to iavf except those listed in `with_vfio`.
-    fn new(num_vfs: u16, with_vfio: &[u16]) -> FakeHost {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "vif-sriov-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&dir);
-        let host = FakeHost { dir };
-        let sys = host.sys();
-        for driver in ["iavf", "vfio-pci"] {
-            let d = sys.join("bus/pci/drivers").join(driver);
-            fs::create_dir_all(&d).unwrap();
-            fs::write(d.join("bind"), "").unwrap();
-            fs::write(d.join("unbind"), "").unwrap();
-        }
-        fs::write(sys.join("bus/pci/drivers_probe"), "").unwrap();
-        let pf_dir = sys.join("bus/pci/devices").join(PF_BDF);
-        fs::create_dir_all(&pf_dir).unwrap();
-        fs::write(pf_dir.join("sriov_totalvfs"), "64\n").unwrap();
-        fs::write(pf_dir.join("sriov_numvfs"), format!("{num_vfs}\n")).unwrap();
-        for index in 0..num_vfs {
-            let bdf = vf_bdf(index);
-            let vf_dir = sys.join("bus/pci/devices").join(&bdf);
-            fs::create_dir_all(&vf_dir).unwrap();
-            fs::write(vf_dir.join("driver_override"), "(null)\n").unwrap();
-            symlink(format!("../{bdf}"), pf_dir.join(format!("virtfn{index}"))).unwrap();
-            let driver = if with_vfio.contains(&index) {
-                "vfio-pci"
-            } else {
-                fs::create_dir_all(vf_dir.join(format!("net/eth0v{index}"))).unwrap();
-                "iavf"
-            };
-            host.bind(index, Some(driver));
-        }
-        let net = sys.join("class/net/eth0");
-        fs::create_dir_all(&net).unwrap();
-        fs::write(net.join("ifindex"), format!("{PF_IFINDEX}\n")).unwrap();
-        symlink(
-            format!("../../../bus/pci/devices/{PF_BDF}"),
-            net.join("device"),
-        )
-        .unwrap();
-        host
-    }
-
-    fn sys(&self) -> PathBuf {
-        self.dir.join("sys")
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.dir.join("run")
-    }
-
-    fn vf_dir(&self, index: u16) -> PathBuf {
-        self.sys().join("bus/pci/devices").join(vf_bdf(index))
-    }
-
-    /// Points VF `index`'s `driver` link at `driver`, as the kernel does on (un)binding.
-    fn bind(&self, index: u16, driver: Option<&str>) {
-        let link = self.vf_dir(index).join("driver");
-        let _ = fs::remove_file(&link);
-        if let Some(driver) = driver {
-            symlink(format!("../../drivers/{driver}"), link).unwrap();
-        }
-    }
-
-    fn read(&self, path: impl AsRef<Path>) -> String {
-        fs::read_to_string(self.sys().join(path)).unwrap()
-    }
-
-    fn clear(&self, path: &str) {
-        fs::write(self.sys().join(path), "").unwrap();
-    }
-
-    fn state(&self) -> String {
-        fs::read_to_string(self.run_dir().join(STATE_FILE)).unwrap_or_default()
-    }
-}
-
-impl Drop for FakeHost {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Records what vif asks of the PF; answers `vf_reports` from `reports`.
-#[derive(Default)]
-struct RecordingLink {
-    set: Vec<(i32, VfConfig)>,
-    reports: Vec<VfReport>,
-    refuse: bool,
-}
-
-impl VfLink for RecordingLink {
-    fn set_vf(&mut self, pf_ifindex: i32, config: &VfConfig) -> Result<(), NetlinkError> {
-        self.set.push((pf_ifindex, *config));
-        if self.refuse {
-            return Err(NetlinkError::Kernel {
-                source: std::io::Error::from_raw_os_error(libc::EOPNOTSUPP),
-                message: None,
-            });
-        }
-        Ok(())
-    }
-
-    fn vf_reports(&mut self, _pf: &str) -> Result<Vec<VfReport>, NetlinkError> {
-        Ok(self.reports.clone())
-    }
-}
 
 const MAC_A: MacAddr = MacAddr([0x52, 0x54, 0x00, 0, 0, 0x0a]);
 const MAC_B: MacAddr = MacAddr([0x52, 0x54, 0x00, 0, 0, 0x0b]);
@@ -449,6 +314,42 @@ fn counters_come_from_the_pf() {
         sriov.stats("a"),
         Err(SriovError::VfNotReported { vf: 1, .. })
     ));
+}
+
+#[test]
+fn a_scrape_asks_each_pf_once() {
+    let host = FakeHost::new(3, &[]);
+    let mut sriov = manager(&host);
+    for (vif, mac) in [("b", MAC_B), ("a", MAC_A)] {
+        sriov
+            .allocate(vif, mac, &uplink(None), &VfSettings::default())
+            .unwrap();
+    }
+    // b got VF 0, a VF 1; the PF reports only VF 0.
+    let stats = VfStats {
+        tx_packets: 9,
+        ..VfStats::default()
+    };
+    sriov.link_reports(vec![VfReport {
+        vf: 0,
+        mac: MAC_B,
+        vlan: None,
+        spoofchk: Some(true),
+        trust: None,
+        rate: None,
+        stats: Some(stats),
+    }]);
+    let asked_before = sriov.link().report_requests;
+    let all: Vec<(String, u16, Option<VfStats>)> = sriov
+        .all_stats()
+        .into_iter()
+        .map(|(assignment, stats)| (assignment.vif.clone(), assignment.vf, stats))
+        .collect();
+    assert_eq!(
+        all,
+        [("a".to_owned(), 1, None), ("b".to_owned(), 0, Some(stats))]
+    );
+    assert_eq!(sriov.link().report_requests, asked_before + 1);
 }
 
 /// Sets what the recording link answers to `vf_reports`.

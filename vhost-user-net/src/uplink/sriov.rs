@@ -8,7 +8,7 @@
 //! 2. choose the configured `vf_index` or the lowest free VF ([`pool`]), and record the
 //!    allocation in the state file *before* touching the VF;
 //! 3. set the VF's MAC (the VIF's), VLAN, spoof checking, trust and rate on the PF through
-//!    rtnetlink ([`netlink`]);
+//!    rtnetlink ([`netlink`]), as the VIF's uplink asks ([`VfSettings::from_uplink`]);
 //! 4. bind the VF to vfio-pci;
 //! 5. return a [`VfAssignment`], whose [`VfAssignment::qemu_args`] and
 //!    [`VfAssignment::cloud_hypervisor_args`] are what the VMM needs.
@@ -23,10 +23,12 @@
 
 pub mod netlink;
 pub mod pool;
+mod settings;
 pub mod sysfs;
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use vif_core::mac::MacAddr;
 use vif_core::model::SriovVfUplink;
@@ -34,6 +36,7 @@ use vmm_integration::args::{cloud_hypervisor_vfio_args, qemu_vfio_args, ArgsErro
 
 use netlink::{NetlinkError, RtNetlink, VfConfig, VfRate, VfReport, VfStats, VfVlan};
 use pool::{PoolError, StateFile, VfRecord};
+pub use settings::VfSettings;
 use sysfs::{PciAddress, Sysfs, SysfsError};
 
 /// Why an SR-IOV VIF cannot get, keep or give back its VF.
@@ -99,6 +102,17 @@ pub trait VfLink {
     fn vf_reports(&mut self, pf: &str) -> Result<Vec<VfReport>, NetlinkError>;
 }
 
+/// A boxed link, so the daemon can be handed another implementation than rtnetlink.
+impl<L: VfLink + ?Sized> VfLink for Box<L> {
+    fn set_vf(&mut self, pf_ifindex: i32, config: &VfConfig) -> Result<(), NetlinkError> {
+        (**self).set_vf(pf_ifindex, config)
+    }
+
+    fn vf_reports(&mut self, pf: &str) -> Result<Vec<VfReport>, NetlinkError> {
+        (**self).vf_reports(pf)
+    }
+}
+
 impl VfLink for RtNetlink {
     fn set_vf(&mut self, pf_ifindex: i32, config: &VfConfig) -> Result<(), NetlinkError> {
         RtNetlink::set_vf(self, pf_ifindex, config)
@@ -106,40 +120,6 @@ impl VfLink for RtNetlink {
 
     fn vf_reports(&mut self, pf: &str) -> Result<Vec<VfReport>, NetlinkError> {
         RtNetlink::vf_reports(self, pf)
-    }
-}
-
-/// The PF-side settings of a VF besides its MAC. The default is what a tenant VF wants: spoof
-/// checking on (the VF may only send from its own MAC), no VLAN, trust and rate left alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct VfSettings {
-    pub vlan: Option<VfVlan>,
-    pub spoofchk: bool,
-    pub trust: Option<bool>,
-    pub rate: Option<VfRate>,
-}
-
-impl Default for VfSettings {
-    fn default() -> Self {
-        VfSettings {
-            vlan: None,
-            spoofchk: true,
-            trust: None,
-            rate: None,
-        }
-    }
-}
-
-impl VfSettings {
-    fn config(&self, vf: u16, mac: MacAddr) -> VfConfig {
-        VfConfig {
-            vf: u32::from(vf),
-            mac,
-            vlan: self.vlan,
-            spoofchk: self.spoofchk,
-            trust: self.trust,
-            rate: self.rate,
-        }
     }
 }
 
@@ -199,7 +179,8 @@ impl VfAssignment {
 /// The daemon's SR-IOV VFs: allocation, release, counters and crash recovery.
 pub struct SriovManager<L: VfLink> {
     sysfs: Sysfs,
-    link: L,
+    /// Behind a lock so that counters can be read through a shared reference (a scrape).
+    link: Mutex<L>,
     state: StateFile,
     /// Records left by a dead daemon, not yet re-adopted or released.
     stale: Vec<VfRecord>,
@@ -230,7 +211,7 @@ impl<L: VfLink> SriovManager<L> {
         }
         Ok(SriovManager {
             sysfs,
-            link,
+            link: Mutex::new(link),
             state,
             stale,
             assignments: BTreeMap::new(),
@@ -241,12 +222,12 @@ impl<L: VfLink> SriovManager<L> {
         &self.sysfs
     }
 
-    pub fn link(&self) -> &L {
-        &self.link
+    pub fn link(&self) -> MutexGuard<'_, L> {
+        self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn link_mut(&mut self) -> &mut L {
-        &mut self.link
+        self.link.get_mut().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn assignment(&self, vif: &str) -> Option<&VfAssignment> {
@@ -370,7 +351,7 @@ impl<L: VfLink> SriovManager<L> {
     /// (i40e, ice) reset a VF whose MAC is set while a guest drives it.
     fn prepare(&mut self, assignment: &mut VfAssignment) -> Result<(), SriovError> {
         if !(assignment.adopted && self.already_set(assignment)) {
-            self.link
+            self.link_mut()
                 .set_vf(assignment.pf_ifindex, &assignment.config)
                 .map_err(|source| SriovError::Netlink {
                     vif: assignment.vif.clone(),
@@ -395,7 +376,7 @@ impl<L: VfLink> SriovManager<L> {
     /// True when the PF reports `assignment`'s settings on its VF already. Settings left
     /// `None` are not compared; a PF that cannot be asked is treated as "not set".
     fn already_set(&mut self, assignment: &VfAssignment) -> bool {
-        let Ok(reports) = self.link.vf_reports(&assignment.pf) else {
+        let Ok(reports) = self.link_mut().vf_reports(&assignment.pf) else {
             return false;
         };
         let want = &assignment.config;
@@ -417,7 +398,7 @@ impl<L: VfLink> SriovManager<L> {
     /// and the VF counts as free (the next allocation sets every knob it uses anyway).
     fn undo(&mut self, assignment: &VfAssignment) -> Result<(), SriovError> {
         let cleared = VfConfig::cleared(&assignment.config);
-        if let Err(e) = self.link.set_vf(assignment.pf_ifindex, &cleared) {
+        if let Err(e) = self.link_mut().set_vf(assignment.pf_ifindex, &cleared) {
             log::warn!(
                 "vif {}: interface {} VF {}: cannot clear its settings: {e}",
                 assignment.vif,
@@ -500,31 +481,44 @@ impl<L: VfLink> SriovManager<L> {
     }
 
     /// The VF's counters, as its PF reports them (`IFLA_VF_STATS`).
-    pub fn stats(&mut self, vif: &str) -> Result<VfStats, SriovError> {
+    pub fn stats(&self, vif: &str) -> Result<VfStats, SriovError> {
         let assignment = self
             .assignments
             .get(vif)
             .ok_or_else(|| SriovError::NotAllocated {
                 vif: vif.to_owned(),
             })?;
-        let (pf, vf) = (assignment.pf.clone(), assignment.vf);
-        let reports = self
-            .link
-            .vf_reports(&pf)
+        let reports = self.reports(assignment)?;
+        vf_stats(assignment, &reports)
+    }
+
+    /// Every assigned VF with its counters, in VIF order: one `RTM_GETLINK` per PF, however
+    /// many of its VFs are assigned. `None` where the PF could not be asked or did not list the
+    /// VF (logged at debug level: a scrape must not flood the log).
+    pub fn all_stats(&self) -> Vec<(&VfAssignment, Option<VfStats>)> {
+        let mut reports: BTreeMap<&str, Option<Vec<VfReport>>> = BTreeMap::new();
+        self.assignments
+            .values()
+            .map(|assignment| {
+                let pf_reports = reports
+                    .entry(assignment.pf.as_str())
+                    .or_insert_with(|| self.reports(assignment).map_err(log_debug).ok());
+                let stats = pf_reports.as_deref().and_then(|pf_reports| {
+                    vf_stats(assignment, pf_reports).map_err(log_debug).ok()
+                });
+                (assignment, stats)
+            })
+            .collect()
+    }
+
+    fn reports(&self, assignment: &VfAssignment) -> Result<Vec<VfReport>, SriovError> {
+        self.link()
+            .vf_reports(&assignment.pf)
             .map_err(|source| SriovError::Netlink {
-                vif: vif.to_owned(),
-                pf: pf.clone(),
-                vf,
+                vif: assignment.vif.clone(),
+                pf: assignment.pf.clone(),
+                vf: assignment.vf,
                 source,
-            })?;
-        reports
-            .iter()
-            .find(|report| report.vf == u32::from(vf))
-            .map(|report| report.stats.unwrap_or_default())
-            .ok_or(SriovError::VfNotReported {
-                vif: vif.to_owned(),
-                pf,
-                vf,
             })
     }
 
@@ -537,4 +531,22 @@ impl<L: VfLink> SriovManager<L> {
             }
         }
     }
+}
+
+/// `assignment`'s VF's counters among its PF's `reports`; a VF the PF lists without counters
+/// (a driver without `ndo_get_vf_stats`) reads as zeros.
+fn vf_stats(assignment: &VfAssignment, reports: &[VfReport]) -> Result<VfStats, SriovError> {
+    reports
+        .iter()
+        .find(|report| report.vf == u32::from(assignment.vf))
+        .map(|report| report.stats.unwrap_or_default())
+        .ok_or_else(|| SriovError::VfNotReported {
+            vif: assignment.vif.clone(),
+            pf: assignment.pf.clone(),
+            vf: assignment.vf,
+        })
+}
+
+fn log_debug(error: SriovError) {
+    log::debug!("{error}");
 }
