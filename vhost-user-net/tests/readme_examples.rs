@@ -114,6 +114,11 @@ fn every_uplink_example_parses_and_validates() {
         indices.contains(&None) && indices.iter().any(Option::is_some),
         "SR-IOV examples with and without vf_index: {indices:?}"
     );
+    let vf_settings = vifs.iter().any(|vif| {
+        matches!(&vif.spec.uplink, UplinkSpec::SriovVf(vf)
+            if vf.vlan.is_some() && vf.qos != 0 && vf.max_tx_rate_mbps.is_some())
+    });
+    assert!(vf_settings, "no SR-IOV example sets vlan, qos and a rate");
 }
 
 #[test]
