@@ -16,7 +16,8 @@
 //! - [`status`]: a VIF's link state, provisioning times and batch-time histogram;
 //! - [`runtime`]: starting and removing VIFs while running, for the control socket;
 //! - [`policy`]: the policy library (`[[acl]]`, `[[qos]]`) and changing a running VIF's policy;
-//! - [`services`]: the control socket and metrics endpoint.
+//! - [`services`]: the control socket and metrics endpoint;
+//! - [`vfs`]: SR-IOV VIFs (no socket: a VF handed to the VMM), at start and while running.
 
 pub mod events;
 pub mod policy;
@@ -27,6 +28,7 @@ pub mod socket;
 pub mod status;
 pub mod stop;
 pub mod supervisor;
+pub mod vfs;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,8 +47,7 @@ use crate::control::server::ControlError;
 use crate::metrics::MetricsError;
 use crate::policy::PolicyError;
 use crate::switch::Segment;
-use crate::uplink::sriov::netlink::RtNetlink;
-use crate::uplink::sriov::{self, SriovError, SriovManager, VfAssignment, VfSettings};
+use crate::uplink::sriov::{self, DaemonVfLink, SriovError, SriovManager, VfAssignment};
 use crate::uplink::vlan::{VlanError, VlanUplinks};
 use crate::uplink::vxlan::{VxlanError, VxlanUplinks};
 use events::{FdbAgeing, ShutdownOnSignal, SignalFd, FDB_AGEING_TICK};
@@ -136,7 +137,9 @@ pub struct Daemon {
     vxlans: VxlanUplinks,
     /// SR-IOV VFs handed to VMMs (such VIFs have no socket, backend or supervisor); open when
     /// the config has SR-IOV VIFs or a previous daemon left VFs to collect.
-    sriov: Option<SriovManager<RtNetlink>>,
+    sriov: Option<SriovManager<DaemonVfLink>>,
+    /// The SR-IOV VIFs' configs, by id (see [`vfs`]).
+    vf_vifs: BTreeMap<VifId, VifConfig>,
     /// The `[[acl]]` and `[[qos]]` tables VIFs refer to, as last configured.
     policies: PolicyLibrary,
     /// Each new VIF's conntrack settings (`[conntrack]`).
@@ -184,6 +187,7 @@ impl Daemon {
             vlans: VlanUplinks::new(),
             vxlans: VxlanUplinks::new(),
             sriov,
+            vf_vifs: BTreeMap::new(),
             policies: config.policy.clone(),
             conntrack: config.conntrack,
         };
@@ -249,26 +253,7 @@ impl Daemon {
     /// vhost-user socket; the guest drives the VF itself.
     fn allocate_vf(&mut self, vif: &VifConfig) -> Result<(), DaemonError> {
         Daemon::warn_unenforced_policy(vif);
-        let (UplinkSpec::SriovVf(uplink), Some(sriov)) = (&vif.spec.uplink, self.sriov.as_mut())
-        else {
-            return Ok(());
-        };
-        let assignment = sriov.allocate(
-            vif.spec.id.as_str(),
-            vif.spec.mac,
-            uplink,
-            &VfSettings::default(),
-        )?;
-        log::info!(
-            "vif {}: VF {} of {} at {}; QEMU: {}; Cloud Hypervisor: {}",
-            vif.spec.id,
-            assignment.vf,
-            assignment.pf,
-            assignment.bdf,
-            vmm_integration::args::shell_line(&assignment.qemu_args()?),
-            vmm_integration::args::shell_line(&assignment.cloud_hypervisor_args()?),
-        );
-        Ok(())
+        self.assign_vf(vif)
     }
 
     /// Runs the daemon's events in this thread until a shutdown signal arrives, then shuts

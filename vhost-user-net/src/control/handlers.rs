@@ -11,9 +11,9 @@ use vif_core::acl::Direction;
 use super::apply::{plan, plan_policies, PlanError, Scope};
 use super::protocol::{
     AclDirection, DaemonStatus, DirectionCounters, ErrorCode, PolicyReport, QueuePairCounters,
-    Request, Response, SegmentSummary, VifCounters, VifDetail, VifSummary,
+    Request, Response, SegmentSummary, VfSummary, VifCounters, VifDetail, VifSummary,
 };
-use crate::config::{DaemonConfig, SocketMode};
+use crate::config::{DaemonConfig, SocketMode, VifConfig};
 use crate::daemon::policy::SetPolicyError;
 use crate::daemon::runtime::{ExecuteError, VifRecord};
 use crate::daemon::Daemon;
@@ -24,12 +24,17 @@ pub fn handle(daemon: &mut Daemon, request: Request) -> Response {
     match request {
         Request::Status {} => Response::success(&status(daemon)),
         Request::List {} => {
-            let vifs: Vec<VifSummary> = daemon.vifs().values().map(summary).collect();
+            let mut vifs: Vec<VifSummary> = daemon.vifs().values().map(summary).collect();
+            vifs.extend(daemon.vf_vifs().values().map(|vif| vf_summary(daemon, vif)));
+            vifs.sort_by(|a, b| a.id.cmp(&b.id));
             Response::success(&vifs)
         }
         Request::Show { vif } => match daemon.vifs().get(vif.as_str()) {
             Some(record) => Response::success(&detail(record)),
-            None => not_found(&vif),
+            None => match daemon.vf_vifs().get(vif.as_str()) {
+                Some(config) => Response::success(&vf_detail(daemon, config)),
+                None => not_found(&vif),
+            },
         },
         Request::Stats { vif: Some(vif) } => match daemon.vifs().get(vif.as_str()) {
             Some(record) => Response::success(&[counters(record)]),
@@ -132,7 +137,7 @@ fn status(daemon: &Daemon) -> DaemonStatus {
         version: env!("CARGO_PKG_VERSION").to_owned(),
         pid: std::process::id(),
         uptime_seconds: daemon.started_at().elapsed().as_secs_f64(),
-        vifs: daemon.vifs().len(),
+        vifs: daemon.vifs().len() + daemon.vf_vifs().len(),
         segments: daemon.segments().len(),
         control_socket: daemon
             .control_socket()
@@ -159,6 +164,43 @@ fn summary(record: &VifRecord) -> VifSummary {
         queue_pairs: config.spec.queue_pairs,
         tenant: record.tenant().map(str::to_owned),
         connections: record.status.connections(),
+        vf: None,
+    }
+}
+
+/// An SR-IOV VIF: no socket, no frontend; its VF and the VMM arguments instead.
+fn vf_summary(daemon: &Daemon, config: &VifConfig) -> VifSummary {
+    let id = config.spec.id.as_str();
+    let vf = daemon.vf_assignment(id).map(|assignment| VfSummary {
+        pf: assignment.pf.clone(),
+        vf_index: assignment.vf,
+        bdf: assignment.bdf.to_string(),
+        host_driver: assignment.host_driver.clone(),
+        adopted: assignment.adopted,
+        qemu_args: assignment.qemu_args().unwrap_or_default(),
+        cloud_hypervisor_args: assignment.cloud_hypervisor_args().unwrap_or_default(),
+    });
+    VifSummary {
+        id: id.to_owned(),
+        state: if vf.is_some() { "assigned" } else { "stopped" }.to_owned(),
+        socket: PathBuf::new(),
+        mode: "vfio".to_owned(),
+        segment: String::new(),
+        mac: config.spec.mac.to_string(),
+        mtu: config.spec.mtu,
+        queue_pairs: config.spec.queue_pairs,
+        tenant: config.spec.labels.get("tenant").cloned(),
+        connections: 0,
+        vf,
+    }
+}
+
+fn vf_detail(daemon: &Daemon, config: &VifConfig) -> VifDetail {
+    VifDetail {
+        summary: vf_summary(daemon, config),
+        spec: serde_json::to_value(&config.spec).unwrap_or_default(),
+        socket_ready_seconds: None,
+        driver_ok_seconds: None,
     }
 }
 

@@ -8,7 +8,7 @@
 //! | request | result |
 //! |---|---|
 //! | `{"op":"status"}` | [`DaemonStatus`] |
-//! | `{"op":"list"}` | `[`[`VifSummary`]`]` |
+//! | `{"op":"list"}` | `[`[`VifSummary`]`]` (an SR-IOV VIF's with its [`VfSummary`]) |
 //! | `{"op":"show","vif":"web-1"}` | [`VifDetail`] |
 //! | `{"op":"stats"}` / `{"op":"stats","vif":"web-1"}` | `[`[`VifCounters`]`]` |
 //! | `{"op":"segments"}` | `[`[`SegmentSummary`]`]` |
@@ -195,10 +195,12 @@ pub struct DaemonStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VifSummary {
     pub id: String,
-    /// `listening`, `connecting`, `connected`, `reconnecting` or `stopped`.
+    /// `listening`, `connecting`, `connected`, `reconnecting` or `stopped`; `assigned` for an
+    /// SR-IOV VIF (its VF is with vfio-pci, for the VMM to take).
     pub state: String,
+    /// Empty for an SR-IOV VIF, which has no socket.
     pub socket: PathBuf,
-    /// `server` (the daemon listens) or `client`.
+    /// `server` (the daemon listens), `client`, or `vfio` (an SR-IOV VF).
     pub mode: String,
     pub segment: String,
     pub mac: String,
@@ -208,6 +210,27 @@ pub struct VifSummary {
     pub tenant: Option<String>,
     /// Frontend connections served so far.
     pub connections: u64,
+    /// An SR-IOV VIF's VF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vf: Option<VfSummary>,
+}
+
+/// The VF an SR-IOV VIF was given, and what its VMM needs to take it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VfSummary {
+    /// The physical function's interface.
+    pub pf: String,
+    pub vf_index: u16,
+    /// The VF's PCI address (`0000:3b:02.1`).
+    pub bdf: String,
+    /// The host driver the VF goes back to when released.
+    pub host_driver: Option<String>,
+    /// True when this daemon found the VF prepared by a previous one and kept it.
+    pub adopted: bool,
+    /// `-device vfio-pci,host=BDF,id=VIF`.
+    pub qemu_args: Vec<String>,
+    /// `--device path=/sys/bus/pci/devices/BDF/,id=VIF`.
+    pub cloud_hypervisor_args: Vec<String>,
 }
 
 /// `show`: a VIF's summary, its full spec and its provisioning times.

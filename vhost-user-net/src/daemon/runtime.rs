@@ -23,6 +23,7 @@ use vif_core::model::VifId;
 use super::socket::BoundSocket;
 use super::status::{LinkState, VifStatus};
 use super::supervisor::{Endpoint, VifSupervisor};
+use super::vfs::split_vf_plan;
 use super::{segment_name, Daemon, DaemonError};
 use crate::backend::NetBackend;
 use crate::config::{SocketMode, VifConfig};
@@ -133,8 +134,12 @@ impl Daemon {
         Ok(())
     }
 
-    /// Stops `vif`, removes its socket (server mode) and forgets it. `false` if unknown.
+    /// Stops `vif`, removes its socket (server mode) and forgets it; an SR-IOV VIF's VF is
+    /// released. `false` if unknown.
     pub fn remove_vif(&mut self, vif: &str) -> bool {
+        if self.remove_vf_vif(vif) {
+            return true;
+        }
         let Some(record) = self.vifs.remove(vif) else {
             return false;
         };
@@ -157,6 +162,9 @@ impl Daemon {
 
     /// Carries out `plan` (see the module docs).
     pub fn execute(&mut self, plan: &Plan, requested_at: Instant) -> Result<(), ExecuteError> {
+        // SR-IOV VIFs have no socket: their part runs last (see daemon::vfs).
+        let (plan, vf_plan) = split_vf_plan(plan, &self.vf_vifs.keys().cloned().collect());
+        let plan = &plan;
         // 1. Bind what can be bound before anything changes.
         let mut prebound: BTreeMap<VifId, Endpoint> = BTreeMap::new();
         for vif in &plan.add {
@@ -213,6 +221,7 @@ impl Daemon {
                 }
             }
         }
+        failures.extend(self.execute_vf_plan(&vf_plan));
         if failures.is_empty() {
             Ok(())
         } else {
@@ -227,11 +236,12 @@ impl Daemon {
         &self.vifs
     }
 
-    /// The VIF configs, by id: the "current" side of a plan.
+    /// The VIF configs, by id (SR-IOV VIFs included): the "current" side of a plan.
     pub fn vif_configs(&self) -> BTreeMap<VifId, VifConfig> {
         self.vifs
             .iter()
             .map(|(id, record)| (id.clone(), record.config.clone()))
+            .chain(self.vf_vifs.clone())
             .collect()
     }
 

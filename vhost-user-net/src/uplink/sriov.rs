@@ -187,11 +187,15 @@ pub struct SriovManager<L: VfLink> {
     assignments: BTreeMap<String, VfAssignment>,
 }
 
-impl SriovManager<RtNetlink> {
+/// The PF link the daemon holds: rtnetlink unless it was handed another
+/// (`Daemon::use_vf_link`, for tests and embedders).
+pub type DaemonVfLink = Box<dyn VfLink + Send>;
+
+impl SriovManager<DaemonVfLink> {
     /// The daemon's manager: [`system_sysfs`], rtnetlink, state in `run_dir`.
-    pub fn open_system(run_dir: &Path) -> Result<SriovManager<RtNetlink>, SriovError> {
+    pub fn open_system(run_dir: &Path) -> Result<SriovManager<DaemonVfLink>, SriovError> {
         let link = RtNetlink::open().map_err(SriovError::NetlinkOpen)?;
-        SriovManager::open(system_sysfs(), link, run_dir)
+        SriovManager::open(system_sysfs(), Box::new(link), run_dir)
     }
 }
 
@@ -228,6 +232,11 @@ impl<L: VfLink> SriovManager<L> {
 
     pub fn link_mut(&mut self) -> &mut L {
         self.link.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sends the PF side through `link` from now on; returns the previous one.
+    pub fn replace_link(&mut self, link: L) -> L {
+        std::mem::replace(self.link_mut(), link)
     }
 
     pub fn assignment(&self, vif: &str) -> Option<&VfAssignment> {
