@@ -10,7 +10,9 @@ use clap::Parser;
 use vhost_user_net::config::{DaemonConfig, QuickVif, SocketMode, VifConfig, DEFAULT_MAC};
 use vhost_user_net::daemon::events::SignalFd;
 use vhost_user_net::daemon::Daemon;
+use vhost_user_net::uplink::sriov::{SriovError, VfAssignment};
 use vif_core::mac::MacAddr;
+use vif_core::model::UplinkSpec;
 use vmm_integration::args::{
     cloud_hypervisor_args, qemu_args, qemu_nic_args, shell_line, CloudHypervisorOptions,
     DaemonMode, QemuOptions, VhostUserNic,
@@ -150,7 +152,7 @@ fn run(cli: &Cli) -> anyhow::Result<()> {
     }
     let daemon = Daemon::start(&config)?;
     if !cli.no_hints {
-        print_hints(&config);
+        print_hints(&config, &daemon);
     }
     let signal = daemon.run(signals)?;
     log::info!("stopped (signal {signal}); sockets removed");
@@ -172,12 +174,19 @@ fn nic(vif: &VifConfig) -> VhostUserNic {
     }
 }
 
+fn is_sriov(vif: &VifConfig) -> bool {
+    matches!(vif.spec.uplink, UplinkSpec::SriovVf(_))
+}
+
 /// Prints, on stdout, what the operator needs to attach a VM: one line per VIF, then the QEMU
-/// and Cloud Hypervisor arguments for all of them.
-fn print_hints(config: &DaemonConfig) {
-    let nics: Vec<VhostUserNic> = config.vifs.iter().map(nic).collect();
+/// and Cloud Hypervisor arguments: vhost-user for socket VIFs, VFIO for SR-IOV VIFs (their VF,
+/// which `daemon` prepared).
+fn print_hints(config: &DaemonConfig, daemon: &Daemon) {
+    let (vfs, sockets): (Vec<&VifConfig>, Vec<&VifConfig>) =
+        config.vifs.iter().partition(|vif| is_sriov(vif));
+    let nics: Vec<VhostUserNic> = sockets.iter().map(|vif| nic(vif)).collect();
     let mut out = String::new();
-    for vif in &config.vifs {
+    for vif in &sockets {
         let role = match vif.mode {
             SocketMode::Server => "listening on",
             SocketMode::Client => "connecting to",
@@ -191,11 +200,38 @@ fn print_hints(config: &DaemonConfig) {
             vif.spec.queue_pairs
         ));
     }
+    for vif in &vfs {
+        out.push_str(&match daemon.vf_assignment(vif.spec.id.as_str()) {
+            Some(vf) => format!(
+                "vif {}: SR-IOV VF {} of {} at {}, bound to vfio-pci (mac {} set on the PF)\n",
+                vif.spec.id, vf.vf, vf.pf, vf.bdf, vif.spec.mac
+            ),
+            None => format!("vif {}: SR-IOV, no VF assigned\n", vif.spec.id),
+        });
+    }
     if config.vifs.iter().any(|v| v.spec.mac == DEFAULT_MAC) {
         out.push_str("(52:54:00:76:69:00 is the default MAC: give each VM on a segment its own with --mac)\n");
     }
+    if !nics.is_empty() {
+        vhost_user_hints(&mut out, &nics);
+    }
+    if !vfs.is_empty() {
+        let assigned: Vec<&VfAssignment> = vfs
+            .iter()
+            .filter_map(|vif| daemon.vf_assignment(vif.spec.id.as_str()))
+            .collect();
+        vfio_hints(&mut out, &assigned);
+    }
+    let mut stdout = std::io::stdout().lock();
+    // A closed stdout (daemon started with >&-) must not stop the daemon.
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+}
+
+/// The QEMU and Cloud Hypervisor command lines for the vhost-user VIFs.
+fn vhost_user_hints(out: &mut String, nics: &[VhostUserNic]) {
     let qemu = QemuOptions::default();
-    match qemu_args(&nics, &qemu) {
+    match qemu_args(nics, &qemu) {
         Ok(args) => {
             out.push_str("\nQEMU (with KVM):\n  qemu-system-x86_64 -accel kvm ");
             out.push_str(&shell_line(&args));
@@ -208,7 +244,7 @@ fn print_hints(config: &DaemonConfig) {
                  vectors=0 to -device virtio-net-pci, as in:\n",
             );
             let tcg = QemuOptions { kvm: false, ..qemu };
-            for nic in &nics {
+            for nic in nics {
                 if let Ok(args) = qemu_nic_args(nic, &tcg) {
                     if let Some(device) = args.last() {
                         out.push_str(&format!("    -device {}\n", shell_line(&[device])));
@@ -218,7 +254,7 @@ fn print_hints(config: &DaemonConfig) {
         }
         Err(e) => out.push_str(&format!("\nQEMU: {e}\n")),
     }
-    match cloud_hypervisor_args(&nics, &CloudHypervisorOptions::default()) {
+    match cloud_hypervisor_args(nics, &CloudHypervisorOptions::default()) {
         Ok(args) => {
             out.push_str("\nCloud Hypervisor:\n  cloud-hypervisor ");
             out.push_str(&shell_line(&args));
@@ -226,8 +262,70 @@ fn print_hints(config: &DaemonConfig) {
         }
         Err(e) => out.push_str(&format!("\nCloud Hypervisor: {e}\n")),
     }
-    let mut stdout = std::io::stdout().lock();
-    // A closed stdout (daemon started with >&-) must not stop the daemon.
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
+}
+
+/// The VFIO arguments that pass the SR-IOV VIFs' VFs (`assigned`) to the VM: the guest
+/// drives each VF itself, so there is no socket and no shared-memory requirement, and the
+/// daemon has bound each VF to vfio-pci already.
+fn vfio_hints(out: &mut String, assigned: &[&VfAssignment]) {
+    let collect = |args: fn(&VfAssignment) -> Result<Vec<String>, SriovError>| {
+        assigned
+            .iter()
+            .map(|vf| args(vf))
+            .collect::<Result<Vec<Vec<String>>, SriovError>>()
+            .map(|args| args.concat())
+    };
+    out.push_str("\nSR-IOV VFs (VFIO passthrough; add to the VM's command line):\n");
+    match collect(VfAssignment::qemu_args) {
+        Ok(args) => out.push_str(&format!("  QEMU: {}\n", shell_line(&args))),
+        Err(e) => out.push_str(&format!("  QEMU: {e}\n")),
+    }
+    match collect(VfAssignment::cloud_hypervisor_args) {
+        Ok(args) => out.push_str(&format!("  Cloud Hypervisor: {}\n", shell_line(&args))),
+        Err(e) => out.push_str(&format!("  Cloud Hypervisor: {e}\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vhost_user_net::uplink::sriov::netlink::VfConfig;
+
+    use super::*;
+
+    fn assignment(vif: &str, vf: u16) -> VfAssignment {
+        let mac = MacAddr([0x52, 0x54, 0, 0, 0, 1]);
+        VfAssignment {
+            vif: vif.to_owned(),
+            pf: "eth0".to_owned(),
+            pf_ifindex: 7,
+            vf,
+            bdf: format!("0000:3b:02.{vf}").parse().unwrap(),
+            host_driver: Some("iavf".to_owned()),
+            config: VfConfig {
+                vf: u32::from(vf),
+                mac,
+                vlan: None,
+                spoofchk: true,
+                trust: None,
+                rate: None,
+            },
+            adopted: false,
+        }
+    }
+
+    #[test]
+    fn sriov_vifs_get_vfio_arguments() {
+        let (a, b) = (assignment("db-1", 1), assignment("db-2", 2));
+        let mut out = String::new();
+        vfio_hints(&mut out, &[&a, &b]);
+        assert_eq!(
+            out,
+            "\nSR-IOV VFs (VFIO passthrough; add to the VM's command line):\n  \
+             QEMU: -device vfio-pci,host=0000:3b:02.1,id=db-1 \
+             -device vfio-pci,host=0000:3b:02.2,id=db-2\n  \
+             Cloud Hypervisor: --device path=/sys/bus/pci/devices/0000:3b:02.1/,id=db-1 \
+             --device path=/sys/bus/pci/devices/0000:3b:02.2/,id=db-2\n"
+        );
+        assert!(!out.contains("vhost-user"));
+    }
 }
