@@ -17,7 +17,8 @@
 //! - [`runtime`]: starting and removing VIFs while running, for the control socket;
 //! - [`policy`]: the policy library (`[[acl]]`, `[[qos]]`) and changing a running VIF's policy;
 //! - [`services`]: the control socket and metrics endpoint;
-//! - [`vfs`]: SR-IOV VIFs (no socket: a VF handed to the VMM), at start and while running.
+//! - [`vfs`]: SR-IOV VIFs (no socket: a VF handed to the VMM), at start and while running;
+//! - [`uplinks`]: the uplinks' counters for the metrics.
 
 pub mod events;
 pub mod policy;
@@ -28,6 +29,7 @@ pub mod socket;
 pub mod status;
 pub mod stop;
 pub mod supervisor;
+pub mod uplinks;
 pub mod vfs;
 
 use std::cell::{Cell, RefCell};

@@ -2,7 +2,8 @@
 //! `uplink_sriov_support` (sysfs tree through `VIF_SYSFS_ROOT`, a recording PF link handed to
 //! the daemon with `Daemon::use_vf_link`): `create` allocates a VF with the uplink's settings,
 //! `list` and `show` report it with the VMM arguments, `remove` and `apply` without the VIF
-//! release it, and an `apply` that changes its settings restarts it.
+//! release it, an `apply` that changes its settings restarts it, and the scrape carries the
+//! VF's counters as the PF reports them.
 //!
 //! The only test in this file (its own process): it sets the runtime and sysfs directories in
 //! the environment, which the daemon reads.
@@ -15,7 +16,7 @@ use vhost_user_net::config::{DaemonConfig, RUNTIME_DIR_ENV};
 use vhost_user_net::control::handlers::handle;
 use vhost_user_net::control::protocol::{Request, Response};
 use vhost_user_net::daemon::Daemon;
-use vhost_user_net::uplink::sriov::netlink::{VfRate, VfVlan};
+use vhost_user_net::uplink::sriov::netlink::{VfRate, VfReport, VfStats, VfVlan};
 use vhost_user_net::uplink::sriov::SYSFS_ROOT_ENV;
 use vif_core::mac::MacAddr;
 
@@ -152,6 +153,36 @@ fn control_requests_allocate_report_and_release_vfs() {
     let shown = ok(handle(&mut daemon, Request::Show { vif: "db-1".into() }));
     assert_eq!(shown["spec"]["uplink"]["vlan"], 100);
     assert_eq!(shown["vf"]["bdf"], vf_bdf(0));
+
+    // The scrape asks the PF for the VF's counters; without an answer for VF 0, none.
+    let series = r#"{vif="db-1",tenant="",pf="eth0",vf="0"}"#;
+    let text = daemon.scrape();
+    assert!(
+        text.contains(&format!("vif_vf_stats_up{series} 0\n")),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("vif_vf_tx_packets_total{series}")));
+    link.recorded().reports = vec![VfReport {
+        vf: 0,
+        mac: MAC,
+        vlan: Some(VfVlan { vid: 100, qos: 5 }),
+        spoofchk: Some(true),
+        trust: None,
+        rate: None,
+        stats: Some(VfStats {
+            tx_packets: 7,
+            rx_bytes: 4096,
+            ..VfStats::default()
+        }),
+    }];
+    let text = daemon.scrape();
+    assert!(
+        text.contains(&format!("vif_vf_stats_up{series} 1\n")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("vif_vf_tx_packets_total{series} 7\n")));
+    assert!(text.contains(&format!("vif_vf_rx_bytes_total{series} 4096\n")));
+    link.recorded().reports.clear();
 
     // A second create of the same id is refused; apply with the same text changes nothing.
     let again = handle(

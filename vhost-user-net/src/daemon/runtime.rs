@@ -287,11 +287,13 @@ impl Daemon {
                     .count(),
             })
             .collect();
-        render(&Scrape {
+        let mut text = render(&Scrape {
             vifs,
             segments,
             provisioning: &self.services.provisioning,
             flow_log: self.services.flow_log.as_ref().map(|log| log.stats()),
-        })
+        });
+        text.push_str(&self.uplink_exposition());
+        text
     }
 }

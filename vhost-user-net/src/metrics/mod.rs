@@ -4,6 +4,7 @@
 //! - [`exposition`]: the text format 0.0.4 writer;
 //! - [`histogram`]: fixed-bucket histograms the datapath records into without locks;
 //! - [`collect`]: every exported family, read from the daemon's VIFs at scrape time;
+//! - [`uplink`]: the uplink ports' families (VXLAN, VLAN) and the SR-IOV VFs' counters;
 //! - [`http`]: `GET /metrics` over a minimal HTTP/1.1 server.
 //!
 //! The endpoint is a [`crate::stream_server::StreamServer`] on the daemon's event manager: no
@@ -27,6 +28,7 @@ pub mod exposition;
 pub mod histogram;
 pub mod http;
 pub mod policy;
+pub mod uplink;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};

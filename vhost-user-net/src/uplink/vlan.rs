@@ -326,6 +326,15 @@ impl VlanParent {
         vids.get(&vid.get()).map(|entry| Arc::clone(&entry.port))
     }
 
+    /// Every VID's port, in VID order (for the metrics).
+    pub fn ports(&self) -> Vec<Arc<VlanPort>> {
+        let vids = self.shared.vids.read().unwrap_or_else(|e| e.into_inner());
+        let mut ports: Vec<Arc<VlanPort>> =
+            vids.values().map(|entry| Arc::clone(&entry.port)).collect();
+        ports.sort_by_key(|port| port.tag.vid.map(VlanId::get));
+        ports
+    }
+
     /// Takes `vid` off its segment; frames with that VID are ignored from now on.
     pub fn detach(&self, vid: VlanId) {
         let entry = self
@@ -389,5 +398,10 @@ impl VlanUplinks {
 
     pub fn parent(&self, name: &str) -> Option<&VlanParent> {
         self.parents.get(name)
+    }
+
+    /// Every parent, in name order.
+    pub fn parents(&self) -> impl Iterator<Item = &VlanParent> {
+        self.parents.values()
     }
 }

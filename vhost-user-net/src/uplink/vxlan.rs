@@ -268,6 +268,13 @@ impl Vtep {
     pub fn port(&self, vni: Vni) -> Option<Arc<VniPort>> {
         self.shared.vni_port(vni)
     }
+
+    /// Every VNI port, in VNI order (cloned out of the table, for the metrics).
+    pub fn ports(&self) -> Vec<Arc<VniPort>> {
+        let mut ports: Vec<Arc<VniPort>> = self.shared.read_vnis().values().cloned().collect();
+        ports.sort_by_key(|port| port.vni);
+        ports
+    }
 }
 
 impl Drop for Vtep {

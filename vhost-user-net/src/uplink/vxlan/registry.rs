@@ -90,6 +90,11 @@ impl VxlanUplinks {
     pub fn vtep(&self, addr: SocketAddr) -> Option<&Vtep> {
         self.vteps.get(&addr)
     }
+
+    /// Every VTEP, in address order.
+    pub fn vteps(&self) -> impl Iterator<Item = &Vtep> {
+        self.vteps.values()
+    }
 }
 
 /// Same remotes (as a set) and underlay MTU.
