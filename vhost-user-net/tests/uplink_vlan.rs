@@ -133,8 +133,14 @@ fn tagged_frames_reach_the_guest_untagged_and_other_vids_do_not() {
 #[test]
 fn two_vifs_on_different_vids_of_one_parent_stay_isolated() {
     let lab = lab();
-    let (mut a, _) = lab.vif("a", mac(1), 100, 1);
-    let (mut b, _) = lab.vif("b", mac(2), 200, 2);
+    // Attached out of VID order: the parent lists its ports (for the metrics) by VID.
+    let (mut b, port_b) = lab.vif("b", mac(2), 200, 2);
+    let (mut a, port_a) = lab.vif("a", mac(1), 100, 1);
+    let listed = lab.parent.ports();
+    assert!(
+        listed.len() == 2 && Arc::ptr_eq(&listed[0], &port_a) && Arc::ptr_eq(&listed[1], &port_b),
+        "ports of VIDs 100 and 200, in that order"
+    );
 
     // A broadcast on each VLAN reaches only that VLAN's VIF.
     for (v, marker) in [(100u16, 21u8), (200, 22)] {
