@@ -20,6 +20,7 @@ use vhost_user_net::control::protocol::{
     AclDirection, ChangeReport, DaemonStatus, DirectionCounters, ErrorCode, PolicyReport, Request,
     Response, SegmentSummary, VifCounters, VifDetail, VifSummary,
 };
+use vmm_integration::args::shell_line;
 
 use table::{key_values, Table};
 
@@ -325,7 +326,11 @@ fn list(vifs: &[VifSummary]) -> String {
             vif.tenant.clone().unwrap_or_else(|| "-".to_owned()),
             vif.connections.to_string(),
             vif.mode.clone(),
-            vif.socket.display().to_string(),
+            // An SR-IOV VIF has no socket: its VF's PCI address is what the VMM takes.
+            match &vif.vf {
+                Some(vf) => format!("{} (VF {} of {})", vf.bdf, vf.vf_index, vf.pf),
+                None => vif.socket.display().to_string(),
+            },
         ]);
     }
     table.render()
@@ -337,7 +342,7 @@ fn seconds(value: Option<f64>) -> String {
 
 fn show(vif: &VifDetail) -> String {
     let s = &vif.summary;
-    let mut out = key_values(&[
+    let mut pairs = vec![
         ("vif", s.id.clone()),
         ("state", s.state.clone()),
         ("socket", format!("{} ({})", s.socket.display(), s.mode)),
@@ -348,7 +353,24 @@ fn show(vif: &VifDetail) -> String {
         ("connections", s.connections.to_string()),
         ("socket ready after", seconds(vif.socket_ready_seconds)),
         ("driver ok after", seconds(vif.driver_ok_seconds)),
-    ]);
+    ];
+    if s.vf.is_some() {
+        // No socket, no segment, no frontend: the guest drives the VF itself.
+        pairs.retain(|(key, _)| matches!(*key, "vif" | "state" | "mac" | "mtu"));
+    }
+    // An SR-IOV VIF: its VF and what the VMM needs to take it.
+    if let Some(vf) = &s.vf {
+        pairs.extend([
+            ("vf", format!("{} of {} at {}", vf.vf_index, vf.pf, vf.bdf)),
+            (
+                "host driver",
+                vf.host_driver.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("qemu", shell_line(&vf.qemu_args)),
+            ("cloud-hypervisor", shell_line(&vf.cloud_hypervisor_args)),
+        ]);
+    }
+    let mut out = key_values(&pairs);
     out.push_str("spec:\n");
     let spec = serde_json::to_string_pretty(&vif.spec).unwrap_or_default();
     for line in spec.lines() {
@@ -468,4 +490,59 @@ fn changes(report: &ChangeReport) -> String {
         out.push_str("no VIFs\n");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use vhost_user_net::control::protocol::VfSummary;
+
+    use super::*;
+
+    fn sriov_vif() -> VifSummary {
+        VifSummary {
+            id: "db-1".into(),
+            state: "assigned".into(),
+            socket: PathBuf::new(),
+            mode: "vfio".into(),
+            segment: String::new(),
+            mac: "52:54:00:00:04:01".into(),
+            mtu: 1500,
+            queue_pairs: 1,
+            tenant: None,
+            connections: 0,
+            vf: Some(VfSummary {
+                pf: "eth0".into(),
+                vf_index: 3,
+                bdf: "0000:3b:02.3".into(),
+                host_driver: Some("iavf".into()),
+                adopted: false,
+                qemu_args: vec![
+                    "-device".into(),
+                    "vfio-pci,host=0000:3b:02.3,id=db-1".into(),
+                ],
+                cloud_hypervisor_args: vec![
+                    "--device".into(),
+                    "path=/sys/bus/pci/devices/0000:3b:02.3/,id=db-1".into(),
+                ],
+            }),
+        }
+    }
+
+    #[test]
+    fn sriov_vifs_show_their_vf_instead_of_a_socket() {
+        let listed = list(&[sriov_vif()]);
+        assert!(listed.contains("0000:3b:02.3 (VF 3 of eth0)"), "{listed}");
+        let shown = show(&VifDetail {
+            summary: sriov_vif(),
+            spec: serde_json::Value::Null,
+            socket_ready_seconds: None,
+            driver_ok_seconds: None,
+        });
+        assert!(
+            shown.contains("qemu:              -device vfio-pci,host=0000:3b:02.3,id=db-1"),
+            "{shown}"
+        );
+        assert!(shown.contains("--device path=/sys/bus/pci/devices/0000:3b:02.3/,id=db-1"));
+        assert!(!shown.contains("socket"), "{shown}");
+    }
 }
