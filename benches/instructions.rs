@@ -11,10 +11,13 @@ use vif::core::flow::FlowKey;
 use vif::core::offload::{
     complete_csum, validate, CsumRange, SegmentCsum, Segmenter, TxOffload, TxOffloadCaps,
 };
+use vif::core::wire::frame::parse_frame;
 
 mod frames;
 
-const WORKLOADS: [&str; 7] = [
+const WORKLOADS: [&str; 9] = [
+    "parse_frame_ipv4_tcp_64",
+    "flow_hash",
     "flow_extract_ipv4_tcp_64",
     "flow_extract_ipv4_tcp_1514",
     "flow_extract_vlan_ipv4_tcp_68",
@@ -63,6 +66,14 @@ fn main() {
         _ => 10_000,
     };
     match workload.as_str() {
+        "parse_frame_ipv4_tcp_64" => {
+            let frame = frames::tcp_ipv4(64);
+            repeat(iterations, || parse_frame(black_box(&frame)));
+        }
+        "flow_hash" => {
+            let key = FlowKey::extract(&frames::tcp_ipv4(64)).expect("the frame parses");
+            repeat(iterations, || black_box(&key).hash());
+        }
         "flow_extract_ipv4_tcp_64" => flow(&frames::tcp_ipv4(64), iterations),
         "flow_extract_ipv4_tcp_1514" => flow(&frames::tcp_ipv4(1514), iterations),
         "flow_extract_vlan_ipv4_tcp_68" => flow(&frames::vlan_tcp_ipv4(68), iterations),
