@@ -54,7 +54,11 @@ fn a_deny_rule_drops_port_80_counts_it_and_lets_22_pass() {
     });
     assert_eq!(counters.tx.packets, 1, "only :22 went through the switch");
     let text = scrape_until(daemon.metrics, "the deny in the metrics", |text| {
-        sample(text, "vif_tx_drops_total", &[("vif", "a"), ("reason", "acl_deny")]) == Some(1.0)
+        sample(
+            text,
+            "vif_tx_drops_total",
+            &[("vif", "a"), ("reason", "acl_deny")],
+        ) == Some(1.0)
     });
     let hits = [
         ("vif", "a"),
@@ -125,7 +129,11 @@ fn stateful_ingress_lets_replies_in_and_nothing_else() {
     let reply = tcp(B, A, 80, 40000, SYN_ACK, b"");
     send(&mut b, &unsolicited);
     send(&mut b, &reply);
-    assert_eq!(receive(&mut a, log), reply, "the reply is the first to arrive");
+    assert_eq!(
+        receive(&mut a, log),
+        reply,
+        "the reply is the first to arrive"
+    );
     // The flow goes on both ways.
     let ack = tcp(A, B, 40000, 80, ACK, b"GET /");
     send(&mut a, &ack);
@@ -177,11 +185,17 @@ fn an_acl_swapped_under_traffic_changes_verdicts_and_loses_nothing_else() {
         let first = receive(&mut b, log);
         if first == web {
             web_received += 1;
-            assert!(round < SWAP_AT, "round {round}: port 80 passed after the swap");
+            assert!(
+                round < SWAP_AT,
+                "round {round}: port 80 passed after the swap"
+            );
             assert_eq!(receive(&mut b, log), unrelated, "round {round}");
         } else {
             assert_eq!(first, unrelated, "round {round}: lost or reordered");
-            assert!(round >= SWAP_AT, "round {round}: port 80 dropped before the swap");
+            assert!(
+                round >= SWAP_AT,
+                "round {round}: port 80 dropped before the swap"
+            );
         }
     }
     assert_eq!(web_received, SWAP_AT);
@@ -221,11 +235,7 @@ fn apply_with_changed_rules_updates_the_policy_in_place() {
     let report = ok(
         &daemon.control,
         &Request::Apply {
-            config: format!(
-                "{}{vifs}{}",
-                control_support::services(&scratch),
-                rules(22)
-            ),
+            config: format!("{}{vifs}{}", control_support::services(&scratch), rules(22)),
             base: Some(scratch.path().to_owned()),
             dry_run: false,
         },

@@ -81,7 +81,12 @@ fn tx_over_the_limit_stays_in_the_ring_until_tokens_and_arrives_in_order() {
     assert_eq!(in_flight_until(&mut a, 16), 16, "{}", log());
     let held = counters_until(&daemon.control, "a", "throttling", |c| c.tx.throttled > 0);
     assert_eq!(held.tx.packets, 8);
-    assert_eq!(held.tx.drops.values().sum::<u64>(), 0, "{:?}", held.tx.drops);
+    assert_eq!(
+        held.tx.drops.values().sum::<u64>(),
+        0,
+        "{:?}",
+        held.tx.drops
+    );
     scrape_until(daemon.metrics, "vif_tx_throttled_total", |text| {
         sample(text, "vif_tx_throttled_total", &[("vif", "a")]).is_some_and(|n| n > 0.0)
     });
@@ -99,7 +104,12 @@ fn tx_over_the_limit_stays_in_the_ring_until_tokens_and_arrives_in_order() {
     }
     a.wait_tx_done(0, DEADLINE).expect("every chain completed");
     let done = counters_until(&daemon.control, "a", "24 packets", |c| c.tx.packets == 24);
-    assert_eq!(done.tx.drops.values().sum::<u64>(), 0, "{:?}", done.tx.drops);
+    assert_eq!(
+        done.tx.drops.values().sum::<u64>(),
+        0,
+        "{:?}",
+        done.tx.drops
+    );
     let b_counters = counters_until(&daemon.control, "b", "24 received", |c| c.rx.packets == 24);
     assert_eq!(b_counters.rx.drops.values().sum::<u64>(), 0);
 }

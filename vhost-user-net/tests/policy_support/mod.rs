@@ -97,7 +97,12 @@ pub fn udp(from: u8, to: u8, sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> 
 
 /// An ARP request (RFC 826) broadcast with Ethernet source `eth_src`, sender `sender_mac` /
 /// `sender_ip`, asking for `target_ip`; padded to 60 bytes.
-pub fn arp(eth_src: [u8; 6], sender_mac: [u8; 6], sender_ip: [u8; 4], target_ip: [u8; 4]) -> Vec<u8> {
+pub fn arp(
+    eth_src: [u8; 6],
+    sender_mac: [u8; 6],
+    sender_ip: [u8; 4],
+    target_ip: [u8; 4],
+) -> Vec<u8> {
     let mut frame = Vec::with_capacity(60);
     frame.extend_from_slice(&[0xff; 6]);
     frame.extend_from_slice(&eth_src);
