@@ -5,6 +5,7 @@
 //! cargo bench --bench pps                       # everything: 5 runs x 5 s, 64 and 1500 B
 //! cargo bench --bench pps -- --only g2g --sizes 64 --runs 3 --secs 5
 //! cargo bench --bench pps -- --only consume --busy-poll
+//! cargo bench --bench pps -- --only g2g --backends vif --acl 100   # also with 100 ACL rules
 //! ```
 //!
 //! Scenarios (one queue pair everywhere; "Mpps" = frames/s / 10^6, frames without FCS):
@@ -12,6 +13,8 @@
 //!   ([`guests`]). Figure: packets B received per second. Backend on CPU 1: (a) vif, both VIFs
 //!   on one local segment of an in-process daemon (`Daemon::start`, the code the binary runs);
 //!   (b) DPDK `testpmd --vdev net_vhost0 --vdev net_vhost1 --forward-mode=io`.
+//! - `g2g --acl N` (a'): (a) with guest A's VIF classifying every frame against an egress ACL of
+//!   `N` random rules that never match and a final allow ([`acl`]); backend `vif-aclN`.
 //! - `consume` (c): DPDK's virtio_user frontend (`testpmd --forward-mode=txonly`, CPU 0) floods
 //!   one VIF; figure: the median of testpmd's per-second `Tx-pps` reports, i.e. the frames the
 //!   backend took from the TX ring. Backend on CPU 1: vif (the VIF alone on its segment, so the
@@ -23,6 +26,7 @@
 //! `--quiet` CPUs. Without `--bench` (as `cargo test` runs it) it does a 0.2 s smoke run of (a)
 //! and checks that frames arrive.
 
+mod acl;
 mod guests;
 mod host;
 mod testpmd;
@@ -47,7 +51,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 const USAGE: &str = "\
 usage: pps [--bench] [--only g2g,consume] [--backends vif,dpdk] [--sizes 64,1500] [--runs N]
-           [--secs S] [--warmup S] [--busy-poll] [--no-pin] [--quiet CPUS] [--quiet-max S]";
+           [--secs S] [--warmup S] [--busy-poll] [--no-pin] [--quiet CPUS] [--quiet-max S]
+           [--acl RULES]";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -64,6 +69,8 @@ struct Options {
     warmup: f64,
     quiet: f64,
     quiet_max: f64,
+    /// `--acl N`: also run (a) with an N-rule egress ACL on guest A's VIF.
+    acl: Option<usize>,
 }
 
 impl Options {
@@ -82,6 +89,7 @@ impl Options {
             warmup: 1.0,
             quiet: 0.25,
             quiet_max: 120.0,
+            acl: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -115,6 +123,7 @@ impl Options {
                 "--warmup" => o.warmup = number(value()?)?,
                 "--quiet" => o.quiet = number(value()?)?,
                 "--quiet-max" => o.quiet_max = number(value()?)?,
+                "--acl" => o.acl = Some(number(value()?)? as usize),
                 // libtest flags cargo may pass; nothing to filter here.
                 other if other.starts_with("--") => {}
                 _ => {}
@@ -188,14 +197,26 @@ impl Drop for Scratch {
     }
 }
 
-/// A daemon serving `vifs` (id, MAC) on one local segment, sockets in `dir`.
-fn vif_daemon(dir: &Scratch, vifs: &[(&str, vif::core::mac::MacAddr)]) -> Result<Daemon, String> {
+/// A daemon serving `vifs` (id, MAC) on one local segment, sockets in `dir`; with
+/// `acl_rules`, VIF `a` gets an egress ACL of that many rules ([`acl::table`]).
+fn vif_daemon(
+    dir: &Scratch,
+    vifs: &[(&str, vif::core::mac::MacAddr)],
+    acl_rules: Option<usize>,
+) -> Result<Daemon, String> {
     let mut text = String::new();
     for (id, mac) in vifs {
+        let acl = match acl_rules {
+            Some(_) if *id == "a" => "acl = { egress = \"bench\" }\n",
+            _ => "",
+        };
         text.push_str(&format!(
             "[[vif]]\nid = \"{id}\"\nmac = \"{mac}\"\nsocket = \"{id}.sock\"\n\
-             uplink = {{ type = \"local\", segment = \"bench\" }}\n\n"
+             uplink = {{ type = \"local\", segment = \"bench\" }}\n{acl}\n"
         ));
+    }
+    if let Some(rules) = acl_rules {
+        text.push_str(&acl::table("bench", rules));
     }
     let config = DaemonConfig::parse(&text, "pps bench", &dir.0).map_err(|e| e.to_string())?;
     Daemon::start(&config).map_err(|e| format!("daemon: {e}"))
@@ -250,14 +271,19 @@ fn wait_quiet(o: &Options) {
     }
 }
 
-/// (a) guest A → guest B through two VIFs of vif's daemon.
-fn g2g_vif(o: &Options, size: usize, busy_poll: bool) -> Result<Record, String> {
+/// (a) guest A → guest B through two VIFs of vif's daemon; (a') with `acl_rules`.
+fn g2g_vif(
+    o: &Options,
+    size: usize,
+    busy_poll: bool,
+    acl_rules: Option<usize>,
+) -> Result<Record, String> {
     let dir = Scratch::new("g2g-vif")?;
     // Threads the daemon spawns inherit this thread's CPU: the backend's core.
     if o.pin {
         host::pin(host::current_tid().unwrap_or(0), BACKEND_CPU);
     }
-    let daemon = vif_daemon(&dir, &[("a", MAC_A), ("b", MAC_B)])?;
+    let daemon = vif_daemon(&dir, &[("a", MAC_A), ("b", MAC_B)], acl_rules)?;
     let backend = |id: &str| daemon.backend(id).ok_or(format!("no VIF {id}"));
     let (a, b) = (backend("a")?.clone(), backend("b")?.clone());
     a.set_busy_poll(busy_poll);
@@ -285,7 +311,11 @@ fn g2g_vif(o: &Options, size: usize, busy_poll: bool) -> Result<Record, String> 
         let b_drops = drops(&b0.rx, &b1.rx);
         Ok(Record {
             case: "g2g",
-            backend: if busy_poll { "vif-busy-poll" } else { "vif" }.into(),
+            backend: match (acl_rules, busy_poll) {
+                (Some(rules), _) => format!("vif-acl{rules}"),
+                (None, true) => "vif-busy-poll".into(),
+                (None, false) => "vif".into(),
+            },
             size,
             mpps: window.received_mpps(),
             detail: format!(
@@ -378,7 +408,7 @@ fn consume(o: &Options, size: usize, consumer: Consumer) -> Result<Record, Strin
             if o.pin {
                 host::pin(host::current_tid().unwrap_or(0), BACKEND_CPU);
             }
-            let d = vif_daemon(&dir, &[("a", MAC_A)])?;
+            let d = vif_daemon(&dir, &[("a", MAC_A)], None)?;
             d.backend("a").ok_or("no VIF a")?.set_busy_poll(busy_poll);
             daemon = Some(d);
         }
@@ -510,10 +540,16 @@ fn wait_for_rates(pmd: &Testpmd, timeout: Duration) -> Result<(), String> {
     }
 }
 
-/// Without `--bench`: a short run of (a) that must deliver frames; no DPDK, no pinning.
+/// Without `--bench`: short runs of (a) and (a') with 100 rules that must deliver frames; no
+/// DPDK, no pinning.
 fn smoke() -> Result<(), String> {
+    smoke_run(None)?;
+    smoke_run(Some(100))
+}
+
+fn smoke_run(acl_rules: Option<usize>) -> Result<(), String> {
     let dir = Scratch::new("smoke")?;
-    let daemon = vif_daemon(&dir, &[("a", MAC_A), ("b", MAC_B)])?;
+    let daemon = vif_daemon(&dir, &[("a", MAC_A), ("b", MAC_B)], acl_rules)?;
     let mut pair = Pair::connect(
         &dir.join("a.sock"),
         &dir.join("b.sock"),
@@ -525,13 +561,25 @@ fn smoke() -> Result<(), String> {
         .drive(Duration::from_millis(200))
         .map_err(|e| e.to_string())?;
     drop(pair);
+    // The ACL's last rule allows everything: a deny would be a classifier bug.
+    let denied = daemon
+        .backend("a")
+        .map_or(0, |a| a.stats().snapshot().tx.drops(DropReason::AclDeny));
     drop(daemon);
     if window.received == 0 {
         return Err(format!("no frame reached guest B: {window:?}"));
     }
+    if denied > 0 {
+        return Err(format!(
+            "{denied} frames denied by an ACL that ends in allow-all"
+        ));
+    }
     println!(
-        "pps smoke: guest A -> B through vif: {} frames in {:.2} s (run with --bench to measure)",
-        window.received, window.secs
+        "pps smoke: guest A -> B through vif ({} ACL rules): {} frames in {:.2} s (run with --bench \
+         to measure)",
+        acl_rules.unwrap_or(0),
+        window.received,
+        window.secs
     );
     Ok(())
 }
@@ -610,10 +658,14 @@ fn run(o: &Options) -> Result<(), String> {
             if o.g2g {
                 if o.vif {
                     wait_quiet(o);
-                    record(g2g_vif(o, size, false), "g2g vif");
+                    record(g2g_vif(o, size, false, None), "g2g vif");
                     if o.busy_poll {
                         wait_quiet(o);
-                        record(g2g_vif(o, size, true), "g2g vif busy-poll");
+                        record(g2g_vif(o, size, true, None), "g2g vif busy-poll");
+                    }
+                    if let Some(rules) = o.acl {
+                        wait_quiet(o);
+                        record(g2g_vif(o, size, false, Some(rules)), "g2g vif acl");
                     }
                 }
                 if o.dpdk {
