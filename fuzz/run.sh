@@ -7,6 +7,7 @@
 # Builds with debug assertions (so integer overflow panics) and, by default, no sanitizer:
 # vif-core is #![forbid(unsafe_code)], so AddressSanitizer would only slow it down; set
 # SANITIZER=address to use it anyway. The full libFuzzer log goes to fuzz/artifacts/<target>/.
+# Extra libFuzzer flags go in FUZZ_FLAGS, e.g. FUZZ_FLAGS=-use_value_profile=1.
 # Usage: fuzz/run.sh [SECONDS] [TARGET...]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,7 +29,7 @@ for target in "${targets[@]}"; do
     # -max_len 65600: a 64 KiB GSO frame plus its virtio-net header.
     "${fuzz[@]}" run --sanitizer "${SANITIZER:-none}" --debug-assertions "$target" \
         "corpus/$target" "seeds/$target" -- -max_total_time="$secs" -max_len=65600 \
-        -print_final_stats=1 >"$log" 2>&1 || true
+        -print_final_stats=1 ${FUZZ_FLAGS:-} >"$log" 2>&1 || true
     grep -E '^(#[0-9]+[[:space:]]+(INITED|DONE)|stat::|SUMMARY|Done|thread .* panicked)' "$log" || true
     if ls "artifacts/$target"/crash-* "artifacts/$target"/oom-* "artifacts/$target"/timeout-* >/dev/null 2>&1; then
         echo "== $target: FINDINGS in fuzz/artifacts/$target" >&2
