@@ -20,10 +20,11 @@
 //!   backend took from the TX ring. Backend on CPU 1: vif (the VIF alone on its segment, so the
 //!   frames are taken, switched to nobody and counted) or DPDK `net_vhost` in `rxonly`.
 //!
-//! Runs are interleaved (vif, DPDK, vif, ...) and each is set up afresh; the table gives the
-//! median, the min-max and the CPU others used during the windows ([`host`]). Before each run
-//! the bench waits up to `--quiet-max` seconds for the rest of the machine to fall below
-//! `--quiet` CPUs. Without `--bench` (as `cargo test` runs it) it does a 0.2 s smoke run of (a)
+//! Runs are interleaved (vif, DPDK, vif, ...) and each is set up afresh. Each run line records
+//! the CPU the rest of the machine used during its window ([`host`]); the table gives the
+//! median and min-max of the clean runs only (others at most `--quiet` CPUs, default 0.1),
+//! since contention changes these figures several-fold. Before each run the bench waits up to
+//! `--quiet-max` seconds for the machine to be that quiet. Without `--bench` (as `cargo test` runs it) it does a 0.2 s smoke run of (a)
 //! and checks that frames arrive.
 
 mod acl;
@@ -87,7 +88,7 @@ impl Options {
             runs: 5,
             secs: 5.0,
             warmup: 1.0,
-            quiet: 0.25,
+            quiet: 0.1,
             quiet_max: 120.0,
             acl: None,
         };
@@ -584,51 +585,60 @@ fn smoke_run(acl_rules: Option<usize>) -> Result<(), String> {
     Ok(())
 }
 
-fn summarize(records: &[Record]) {
-    println!("\n| case | frame B | backend | Mpps median | min-max | runs | others CPU (median) |");
-    println!("|---|---|---|---|---|---|---|");
+/// The table of one invocation: per (case, size, backend) the median over the *clean* runs
+/// (others used at most `quiet` CPUs during the window), their min-max and count, then the
+/// vif/DPDK ratios of those medians. `scripts/dpdk/pps-summary.sh` does the same over saved logs.
+fn summarize(records: &[Record], quiet: f64) {
+    println!(
+        "\n| case | frame B | backend | Mpps median (clean) | min-max (clean) | clean/all runs |"
+    );
+    println!("|---|---|---|---|---|---|");
     let mut keys: Vec<(&str, usize, &str)> = records
         .iter()
         .map(|r| (r.case, r.size, r.backend.as_str()))
         .collect();
-    keys.dedup();
     keys.sort();
     keys.dedup();
-    let figure = |key: &(&str, usize, &str)| -> Option<(f64, f64, f64, usize, f64)> {
+    let clean = |key: &(&str, usize, &str)| -> (Vec<f64>, usize) {
         let runs: Vec<&Record> = records
             .iter()
             .filter(|r| (r.case, r.size, r.backend.as_str()) == *key)
             .collect();
-        let mpps: Vec<f64> = runs.iter().map(|r| r.mpps).collect();
-        let others: Vec<f64> = runs.iter().map(|r| r.cpu.others).collect();
-        let min = mpps.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = mpps.iter().copied().fold(0.0, f64::max);
-        Some((
-            testpmd::median(&mpps)?,
-            min,
-            max,
-            runs.len(),
-            testpmd::median(&others)?,
-        ))
+        let mpps = runs
+            .iter()
+            .filter(|r| r.cpu.others <= quiet)
+            .map(|r| r.mpps)
+            .collect();
+        (mpps, runs.len())
     };
     for key in &keys {
-        if let Some((median, min, max, n, others)) = figure(key) {
-            println!(
-                "| {} | {} | {} | {median:.2} | {min:.2}-{max:.2} | {n} | {others:.2} |",
-                key.0, key.1, key.2
-            );
+        let (mpps, all) = clean(key);
+        match testpmd::median(&mpps) {
+            Some(median) => {
+                let min = mpps.iter().copied().fold(f64::INFINITY, f64::min);
+                let max = mpps.iter().copied().fold(0.0, f64::max);
+                println!(
+                    "| {} | {} | {} | {median:.2} | {min:.2}-{max:.2} | {}/{all} |",
+                    key.0,
+                    key.1,
+                    key.2,
+                    mpps.len()
+                );
+            }
+            None => println!("| {} | {} | {} | - | - | 0/{all} |", key.0, key.1, key.2),
         }
     }
     println!();
     for key in keys.iter().filter(|k| k.2 != "dpdk") {
-        let dpdk = (key.0, key.1, "dpdk");
-        if let (Some(ours), Some(theirs)) = (figure(key), figure(&dpdk)) {
+        let ours = testpmd::median(&clean(key).0);
+        let theirs = testpmd::median(&clean(&(key.0, key.1, "dpdk")).0);
+        if let (Some(ours), Some(theirs)) = (ours, theirs) {
             println!(
                 "ratio {} {} B: {} / dpdk = {:.3}",
                 key.0,
                 key.1,
                 key.2,
-                ours.0 / theirs.0
+                ours / theirs
             );
         }
     }
@@ -695,7 +705,7 @@ fn run(o: &Options) -> Result<(), String> {
             }
         }
     }
-    summarize(&records);
+    summarize(&records, o.quiet);
     Ok(())
 }
 
