@@ -483,13 +483,15 @@ impl NetBackend {
                 let _ = state.disable_notification();
                 return;
             }
-            // Starved: ask for a kick when buffers arrive; if some did meanwhile, and the last
-            // pass made progress, go again.
+            // Starved: ask for a kick when buffers arrive; if some did meanwhile, go again.
             let more = matches!(state.enable_notification(), Ok(true));
-            if !more || outcome.chains == 0 {
+            if !more {
                 return;
             }
         }
+        // Buffers are there but the retries ran out; the guest decided its kick against the old
+        // avail_event, so none will come: come back on our own.
+        self.wake_self(thread_id);
     }
 
     fn wake_self(&self, thread_id: usize) {
