@@ -447,7 +447,9 @@ fn burst_fast_path_counts_every_packet() {
     let total = 5000u64;
     let (mut sent, mut received, mut bytes) = (0u64, 0u64, 0u64);
     while received < total {
-        if sent < total {
+        // Keep at most 128 frames in flight: the loopback backend drops frames once its backlog
+        // holds 256, and this test counts every packet.
+        if sent < total && sent - received < 128 {
             let want = (total - sent).min(64) as usize;
             sent += guest.send_burst(0, &frames, want).unwrap() as u64;
         }
