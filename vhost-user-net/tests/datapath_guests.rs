@@ -7,7 +7,6 @@
 //! (IEEE 802 local experimental), counting payload; virtio-net header all zero.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -20,30 +19,21 @@ use vif_core::mac::MacAddr;
 use vif_core::model::{LocalUplink, UplinkSpec, VifId, VifSpec};
 use vif_core::offload::VirtioNetHdr;
 use vmm_integration::guest::{feature, GuestConfig, VirtualGuest};
+use vmm_sys_util::tempdir::TempDir;
 
 const WAIT: Duration = Duration::from_secs(5);
 /// How long to wait for a frame that must not arrive.
 const QUIET: Duration = Duration::from_millis(200);
 
-/// A directory for this test's sockets, removed on drop.
-struct SocketDir(PathBuf);
+/// A directory for this test's sockets: vmm-sys-util's `TempDir`, removed on drop.
+struct SocketDir(PathBuf, #[allow(dead_code)] TempDir);
 
 impl SocketDir {
     fn new(test: &str) -> SocketDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "vif-datapath-{}-{test}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        SocketDir(path)
-    }
-}
-
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir =
+            TempDir::new_with_prefix(std::env::temp_dir().join(format!("vif-datapath-{test}-")))
+                .unwrap();
+        SocketDir(dir.as_path().to_path_buf(), dir)
     }
 }
 

@@ -3,7 +3,6 @@
 //! Uses `VirtualGuest::raw_queue`, which writes exactly the descriptors the test asks for.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -16,29 +15,21 @@ use vif_core::model::{LocalUplink, UplinkSpec, VifId, VifSpec};
 use vif_core::offload::VirtioNetHdr;
 use vif_core::stats::DropReason;
 use vmm_integration::guest::{GuestConfig, RawQueue, VirtualGuest, VringDesc};
+use vmm_sys_util::tempdir::TempDir;
 
 const WAIT: Duration = Duration::from_secs(5);
 const TX: u16 = 1;
 const RX: u16 = 0;
 
-struct SocketDir(PathBuf);
+/// A directory for this test's sockets: vmm-sys-util's `TempDir`, removed on drop.
+struct SocketDir(PathBuf, #[allow(dead_code)] TempDir);
 
 impl SocketDir {
     fn new(test: &str) -> SocketDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "vif-hostile-{}-{test}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path).unwrap();
-        SocketDir(path)
-    }
-}
-
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let dir =
+            TempDir::new_with_prefix(std::env::temp_dir().join(format!("vif-hostile-{test}-")))
+                .unwrap();
+        SocketDir(dir.as_path().to_path_buf(), dir)
     }
 }
 
